@@ -1,0 +1,77 @@
+"""Small file helpers shared by every writer: checksums and atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptFileError
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _opener(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open
+    if path.suffix == ".xz":
+        return lzma.open
+    return open
+
+
+def read_json(path: str | Path) -> Any:
+    """Read (optionally .gz/.xz compressed) JSON; a broken file is a one-line CorruptFileError."""
+    path = Path(path)
+    try:
+        with _opener(path)(path, "rt", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+        raise CorruptFileError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None
+
+
+def dumps_json(obj: Any, compact: bool = False) -> bytes:
+    if compact:
+        return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
+    return (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode()
+
+
+def write_json(path: str | Path, obj: Any, compact: bool = False) -> None:
+    """Atomically write JSON, compressed when the name ends in .gz or .xz (deterministic bytes)."""
+    path = Path(path)
+    raw = dumps_json(obj, compact=compact)
+    if path.suffix == ".gz":
+        raw = gzip.compress(raw, mtime=0)
+    elif path.suffix == ".xz":
+        raw = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
+    atomic_write_bytes(path, raw)
