@@ -1,0 +1,266 @@
+"""Published baselines: one YAML card per model under ``baselines/`` (schema: baselines/README.md).
+
+Numbers stay the strings printed in the paper; :func:`as_decimal` turns them into exact decimals
+for ranking, so ``"0.0171"`` is never shown as ``0.017100000000000001``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from ..errors import CorruptFileError, DataMissingError
+
+BASELINES_ENV = "OODBENCH_BASELINES_DIR"
+
+QM9 = "qm9"
+QM9_PROPERTIES = ("homo", "lumo", "gap", "zpve", "r2", "alpha", "mu", "Cv")  # Table 3 column order
+QM9_UNITS = {"homo": "Hartree", "lumo": "Hartree", "gap": "Hartree", "zpve": "Hartree", "r2": "bohr^2",
+             "alpha": "bohr^3", "mu": "Debye", "Cv": "cal/(mol K)"}
+QM9_SPLIT_FAMILY = "boom"
+
+MATBENCH_DATASETS = ("matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites")
+MATBENCH_PAPER_NAMES = {"matbench_dielectric": "dielectric", "matbench_log_gvrh": "elasticity",
+                        "matbench_perovskites": "perovskites"}
+MATBENCH_UNITS = {"matbench_dielectric": "unitless", "matbench_log_gvrh": "log10(GPa)",
+                  "matbench_perovskites": "eV/unit cell"}
+OOD_METHODS = ("LOCO", "SparseXcluster", "SparseXsingle", "SparseYcluster", "SparseYsingle")
+SPLIT_METHODS = (*OOD_METHODS, "Random")
+# Table 4's split methods are our published-fold split files.
+METHOD_TO_SPLIT = {**{m: f"omee2024-{m}" for m in OOD_METHODS}, "Random": "random"}
+SPLIT_TO_METHOD = {v: k for k, v in METHOD_TO_SPLIT.items()}
+
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_KEY = re.compile(r"^[a-z0-9][a-z0-9+-]*$")
+_TOP = {"name", "key", "params", "citation", "source_table", "source_order", "reported_only", "model",
+        "strategy", "notes", "metrics"}
+
+
+@dataclass(frozen=True)
+class Card:
+    """One model's published numbers."""
+
+    name: str
+    key: str
+    params: str | None
+    citation: str
+    source_table: tuple[str, ...]
+    reported_only: bool
+    metrics: dict[str, Any]
+    model: str | None = None
+    strategy: str | None = None
+    notes: tuple[str, ...] = ()
+    source_order: dict[str, int] = field(default_factory=dict)
+    path: Path | None = None
+
+    def qm9(self, prop: str) -> dict[str, str] | None:
+        """``{id, ood, id_std?, ood_std?, metric, unit}`` for a QM9 property, or None."""
+        return self.metrics.get(QM9, {}).get(QM9_SPLIT_FAMILY, {}).get(prop)
+
+    def matbench(self, dataset: str, method: str) -> str | None:
+        """The printed MAE for a MatBench dataset and Table 4 split method, or None."""
+        entry = self.metrics.get(dataset, {}).get(method)
+        return entry["mae"] if entry else None
+
+    @property
+    def has_qm9(self) -> bool:
+        return QM9 in self.metrics
+
+    @property
+    def has_matbench(self) -> bool:
+        return any(d in self.metrics for d in MATBENCH_DATASETS)
+
+    def order(self, table: str) -> int:
+        return int(self.source_order.get(table, 10_000))
+
+
+def as_decimal(text: str) -> Decimal:
+    return Decimal(str(text))
+
+
+def decimals_of(text: str) -> int:
+    """Printed decimal places of a number string ("0.00010" -> 5, "51.7" -> 1, "25458" -> 0)."""
+    return len(text.split(".", 1)[1]) if "." in text else 0
+
+
+def default_baselines_dir() -> Path:
+    """``$OODBENCH_BASELINES_DIR``, else ``baselines/`` of the source checkout, else ``./baselines``."""
+    if os.environ.get(BASELINES_ENV):
+        return Path(os.environ[BASELINES_ENV]).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[2] / "baselines"
+    if repo.is_dir():
+        return repo
+    return Path("baselines").resolve()
+
+
+def _is_number(v: Any) -> bool:
+    if not isinstance(v, str) or not _NUMBER.match(v):
+        return False
+    try:
+        Decimal(v)
+    except InvalidOperation:
+        return False
+    return True
+
+
+def validate_card(data: Any, stem: str | None = None) -> list[str]:
+    """Problems with a card (empty when valid). ``stem`` is the file name without ``.yaml``."""
+    if not isinstance(data, dict):
+        return ["card is not a YAML mapping"]
+    problems: list[str] = []
+    for f in ("name", "key", "citation", "source_table", "reported_only", "metrics"):
+        if f not in data:
+            problems.append(f"missing field '{f}'")
+    if "params" not in data:
+        problems.append("missing field 'params' (use null when the source gives none)")
+    if problems:
+        return problems
+    problems += [f"unknown field '{k}'" for k in data if k not in _TOP]
+    if not isinstance(data["name"], str) or not data["name"].strip():
+        problems.append("name must be a non-empty string")
+    if not isinstance(data["key"], str) or not _KEY.match(data["key"]):
+        problems.append("key must be lowercase letters, digits, '+' or '-'")
+    elif stem is not None and data["key"] != stem:
+        problems.append(f"key '{data['key']}' differs from the file name '{stem}.yaml'")
+    params = data["params"]
+    if params is not None and not (isinstance(params, str) and re.match(r"^[\d.]+[KMB]$", params)):
+        problems.append("params must be a string like '9.2M' or null")
+    if not isinstance(data["citation"], str) or len(data["citation"]) < 20:
+        problems.append("citation must be a full reference string")
+    tables = data["source_table"]
+    if isinstance(tables, str):
+        tables = [tables]
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) and t for t in tables):
+        problems.append("source_table must be a table name or a list of them")
+        tables = []
+    if isinstance(data.get("citation"), str) and not all(t in data["citation"] for t in tables):
+        problems.append("citation must name the source table(s) the numbers come from")
+    order = data.get("source_order", {})
+    if not isinstance(order, dict) or not all(isinstance(v, int) for v in order.values()):
+        problems.append("source_order must map table names to integer positions")
+    if not isinstance(data["reported_only"], bool):
+        problems.append("reported_only must be true or false")
+    elif not data["reported_only"]:
+        for f in ("model", "strategy"):
+            if not isinstance(data.get(f), str) or not data[f]:
+                problems.append(f"a runnable card (reported_only: false) needs '{f}'")
+    notes = data.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        problems.append("notes must be a list of strings")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict) or not metrics:
+        return [*problems, "metrics must be a non-empty mapping"]
+    for dataset, by_split in metrics.items():
+        if dataset == QM9:
+            problems += _check_qm9(by_split)
+        elif dataset in MATBENCH_DATASETS:
+            problems += _check_matbench(dataset, by_split)
+        else:
+            problems.append(f"metrics: unknown dataset '{dataset}'")
+    return problems
+
+
+def _check_qm9(by_split: Any) -> list[str]:
+    if not isinstance(by_split, dict) or set(by_split) != {QM9_SPLIT_FAMILY}:
+        return [f"metrics.qm9 must have exactly the split family '{QM9_SPLIT_FAMILY}'"]
+    props = by_split[QM9_SPLIT_FAMILY]
+    if not isinstance(props, dict):
+        return ["metrics.qm9.boom must map properties to entries"]
+    problems = [f"metrics.qm9.boom: unknown property '{p}'" for p in props if p not in QM9_PROPERTIES]
+    for p, e in props.items():
+        where = f"metrics.qm9.boom.{p}"
+        if not isinstance(e, dict):
+            problems.append(f"{where} must be a mapping")
+            continue
+        extra = set(e) - {"metric", "unit", "id", "ood", "id_std", "ood_std"}
+        if extra:
+            problems.append(f"{where}: unknown fields {sorted(extra)}")
+        if e.get("metric") != "rmse":
+            problems.append(f"{where}: metric must be 'rmse'")
+        if p in QM9_UNITS and e.get("unit") != QM9_UNITS[p]:
+            problems.append(f"{where}: unit must be '{QM9_UNITS[p]}'")
+        for f in ("id", "ood"):
+            if not _is_number(e.get(f)):
+                problems.append(f"{where}.{f} must be a quoted number string as printed, e.g. \"0.0171\"")
+        for f in ("id_std", "ood_std"):
+            if f in e and not _is_number(e[f]):
+                problems.append(f"{where}.{f} must be a quoted number string")
+        if ("id_std" in e) != ("ood_std" in e):
+            problems.append(f"{where}: give both id_std and ood_std or neither")
+    return problems
+
+
+def _check_matbench(dataset: str, by_split: Any) -> list[str]:
+    if not isinstance(by_split, dict) or not by_split:
+        return [f"metrics.{dataset} must map split methods to entries"]
+    problems = [f"metrics.{dataset}: unknown split method '{m}' (known: {', '.join(SPLIT_METHODS)})"
+                for m in by_split if m not in SPLIT_METHODS]
+    for m, e in by_split.items():
+        where = f"metrics.{dataset}.{m}"
+        if not isinstance(e, dict):
+            problems.append(f"{where} must be a mapping")
+            continue
+        extra = set(e) - {"metric", "unit", "mae"}
+        if extra:
+            problems.append(f"{where}: unknown fields {sorted(extra)}")
+        if e.get("metric") != "mae":
+            problems.append(f"{where}: metric must be 'mae'")
+        if e.get("unit") != MATBENCH_UNITS[dataset]:
+            problems.append(f"{where}: unit must be '{MATBENCH_UNITS[dataset]}'")
+        if not _is_number(e.get("mae")):
+            problems.append(f"{where}.mae must be a quoted number string as printed, e.g. \"0.4690\"")
+    return problems
+
+
+def read_card(path: Path) -> Card:
+    """Read and validate one card; any problem is a one-line CorruptFileError naming the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CorruptFileError(f"{path}: not readable YAML ({type(exc).__name__}: {exc})") from None
+    problems = validate_card(data, Path(path).name.removesuffix(".yaml"))
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CorruptFileError(f"{path}: {problems[0]}{more}")
+    tables = data["source_table"]
+    return Card(
+        name=data["name"], key=data["key"], params=data["params"], citation=data["citation"],
+        source_table=tuple([tables] if isinstance(tables, str) else tables), reported_only=data["reported_only"],
+        metrics=data["metrics"], model=data.get("model"), strategy=data.get("strategy"),
+        notes=tuple(data.get("notes", [])), source_order=dict(data.get("source_order", {})), path=Path(path),
+    )
+
+
+def load_cards(directory: str | Path | None = None) -> list[Card]:
+    """Every ``*.yaml`` card in ``directory`` (default :func:`default_baselines_dir`), validated."""
+    root = Path(directory) if directory else default_baselines_dir()
+    if not root.is_dir():
+        raise DataMissingError(f"baselines folder {root} not found; set {BASELINES_ENV} or run from the repo root")
+    cards = [read_card(p) for p in sorted(root.glob("*.yaml"))]
+    keys = [c.key for c in cards]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise CorruptFileError(f"{root}: duplicate card keys {dupes}")
+    return cards
+
+
+def qm9_cards(cards: list[Card]) -> list[Card]:
+    return sorted((c for c in cards if c.has_qm9), key=lambda c: (c.order("Table 3"), c.key))
+
+
+def matbench_cards(cards: list[Card]) -> list[Card]:
+    return sorted((c for c in cards if c.has_matbench), key=lambda c: (c.order("Table 4"), c.key))
+
+
+def card_for_run(cards: list[Card], model: str, strategy: str) -> Card | None:
+    """The runnable card for a (model, strategy), if any (used for display names)."""
+    for c in cards:
+        if not c.reported_only and c.model == model and c.strategy == strategy:
+            return c
+    return None
