@@ -1,0 +1,191 @@
+"""Baseline cards: schema, exact transcription of the paper's Tables 3 and 4, registry coverage."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ood_bench.errors import CorruptFileError
+from ood_bench.leaderboard.baselines import (
+    MATBENCH_DATASETS,
+    QM9_PROPERTIES,
+    SPLIT_METHODS,
+    default_baselines_dir,
+    load_cards,
+    read_card,
+    validate_card,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINES = REPO / "baselines"
+PAPER = REPO.parent / "shared" / "reference" / "mft-paper.txt"
+
+TABLE3_ROWS = ["ChemBERTa", "Graphormer", "EGNN", "ET", "MoLFormer", "RT", "Geoformer", "Chemprop", "MACE",
+               "ModernBERT", "GotenNet", "DPA3-Scratch", "DPA3-LP", "DPA3-FT", "DPA3-MFT"]
+TABLE4_COLS = ["CGCNN", "MEGNet", "SchNet", "DimeNet++", "ALIGNN", "DeeperGATGNN", "coGN", "coNGN", "DPA3-FT",
+               "DPA3-MFT"]
+
+
+@pytest.fixture(scope="module")
+def cards():
+    return load_cards(BASELINES)
+
+
+def by_name(cards):
+    return {c.name: c for c in cards}
+
+
+def test_every_card_passes_the_schema():
+    files = sorted(BASELINES.glob("*.yaml"))
+    assert len(files) == 23
+    for path in files:
+        data = yaml.safe_load(path.read_text())
+        assert validate_card(data, path.stem) == [], path
+
+
+def test_cards_cover_every_row_of_both_tables(cards):
+    names = by_name(cards)
+    assert [c.name for c in sorted((c for c in cards if c.has_qm9), key=lambda c: c.order("Table 3"))] == TABLE3_ROWS
+    assert [c.name for c in sorted((c for c in cards if c.has_matbench), key=lambda c: c.order("Table 4"))] \
+        == TABLE4_COLS
+    for name in TABLE3_ROWS:
+        assert all(names[name].qm9(p) for p in QM9_PROPERTIES), name
+    for name in TABLE4_COLS:
+        assert all(names[name].matbench(d, m) for d in MATBENCH_DATASETS for m in SPLIT_METHODS), name
+    assert set(names) == set(TABLE3_ROWS) | set(TABLE4_COLS)
+    assert default_baselines_dir() == BASELINES
+
+
+def test_spot_checks_equal_the_paper(cards):
+    n = by_name(cards)
+    mft = n["DPA3-MFT"]
+    assert mft.qm9("gap")["ood"] == "0.0171" and mft.qm9("gap")["ood_std"] == "0.0002"
+    assert mft.matbench("matbench_dielectric", "LOCO") == "0.4690"
+    assert str(Decimal(mft.matbench("matbench_dielectric", "LOCO"))) == "0.4690"  # printed precision kept
+    assert mft.qm9("zpve")["id"] == "0.00010" and mft.qm9("zpve")["id_std"] == "0.00000"
+    assert n["GotenNet"].params == "9.2M" and n["GotenNet"].qm9("homo")["ood"] == "0.0126"
+    assert n["RT"].qm9("alpha")["ood"] == "69968"
+    assert n["DPA3-Scratch"].qm9("r2")["id"] == "8.5" and n["DPA3-Scratch"].qm9("r2")["id_std"] == "0.3"
+    assert n["coNGN"].matbench("matbench_dielectric", "SparseXsingle") == "0.5518"
+    assert n["DPA3-FT"].matbench("matbench_perovskites", "Random") == "0.0272"
+    assert n["CGCNN"].matbench("matbench_log_gvrh", "LOCO") == "0.0585"
+    assert n["CGCNN"].params is None  # Table 4 gives no parameter counts
+
+
+def test_molformer_ood_row_is_kept_as_printed_with_a_note(cards):
+    n = by_name(cards)
+    assert all(n["MoLFormer"].qm9(p)["ood"] == n["Graphormer"].qm9(p)["ood"] for p in QM9_PROPERTIES)
+    assert n["MoLFormer"].qm9("homo")["id"] != n["Graphormer"].qm9("homo")["id"]
+    assert any("Graphormer" in note and "copy error" in note for note in n["MoLFormer"].notes)
+
+
+def test_runnable_cards_name_their_model_and_strategy(cards):
+    runnable = {c.name: (c.model, c.strategy) for c in cards if not c.reported_only}
+    assert runnable == {"DPA3-Scratch": ("dpa3", "scratch"), "DPA3-LP": ("dpa3", "lp"),
+                        "DPA3-FT": ("dpa3", "ft"), "DPA3-MFT": ("dpa3", "mft")}
+    for c in cards:
+        assert "Zhang et al. 2025, Multi-Task Fine-Tuning" in c.citation
+        assert all(t in c.citation for t in c.source_table)
+
+
+def test_every_card_is_runnable_or_reported_only(cards):
+    """Registry test: a card that is not reported-only must name a registered model and strategy."""
+    models = pytest.importorskip("ood_bench.models", reason="model registry not built yet")
+    strategies = pytest.importorskip("ood_bench.strategies", reason="strategy registry not built yet")
+    model_names, strategy_names = set(models.MODELS.names()), set(strategies.STRATEGIES.names())
+    for c in cards:
+        if c.reported_only:
+            assert c.model is None and c.strategy is None, c.key
+            continue
+        assert c.model in model_names, f"{c.key}: model '{c.model}' is not registered ({sorted(model_names)})"
+        assert c.strategy in strategy_names, f"{c.key}: strategy '{c.strategy}' is not registered"
+
+
+# ------------------------------------------------------------------------------------ schema
+
+
+def _good():
+    return yaml.safe_load((BASELINES / "dpa3-mft.yaml").read_text())
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda d: d.pop("citation"), "missing field 'citation'"),
+    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].__setitem__("ood", 0.0171), "quoted number string"),
+    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].__setitem__("metric", "mae"), "metric must be 'rmse'"),
+    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].__setitem__("unit", "eV"), "unit must be 'Hartree'"),
+    (lambda d: d["metrics"]["qm9"]["boom"].__setitem__("U0", d["metrics"]["qm9"]["boom"]["gap"]),
+     "unknown property 'U0'"),
+    (lambda d: d["metrics"]["matbench_dielectric"].__setitem__("LOCO2", {"metric": "mae", "unit": "unitless",
+                                                                         "mae": "1.0"}), "unknown split method"),
+    (lambda d: d["metrics"]["matbench_dielectric"]["LOCO"].__setitem__("mae", "0.46.9"), "quoted number string"),
+    (lambda d: d["metrics"].__setitem__("matbench_foo", {}), "unknown dataset 'matbench_foo'"),
+    (lambda d: d.pop("strategy"), "needs 'strategy'"),
+    (lambda d: d.__setitem__("key", "dpa3-ft"), "differs from the file name"),
+    (lambda d: d.__setitem__("params", 3.3), "params must be"),
+    (lambda d: d.__setitem__("colour", "blue"), "unknown field 'colour'"),
+    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].pop("ood_std"), "both id_std and ood_std"),
+])
+def test_schema_rejects_bad_cards(mutate, expected):
+    data = _good()
+    mutate(data)
+    problems = validate_card(data, "dpa3-mft")
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_bad_card_file_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(CorruptFileError, match="broken.yaml"):
+        read_card(bad)
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump({**_good(), "key": "broken", "reported_only": "yes"}))
+    with pytest.raises(CorruptFileError, match="reported_only must be true or false"):
+        load_cards(tmp_path)
+
+
+# ----------------------------------------------------------------- transcription vs the paper
+
+
+def _paper_tables():
+    lines = PAPER.read_text(encoding="utf-8").splitlines()
+    i3 = next(i for i, line in enumerate(lines) if line.startswith("Table 3: Root-mean-square error"))
+    i4 = next(i for i, line in enumerate(lines) if line.startswith("Table 4: Mean absolute error"))
+    number = re.compile(r"^(?:<u>)?([-\d.]+)(?:</u>)?(?: \(([-\d.]+)\))?$")
+    t3, j = {}, i3 + 3
+    while lines[j].strip():
+        id_row, ood_row = lines[j].split("\t"), lines[j + 1].split("\t")
+        cols = ["homo", "lumo", "gap", "zpve", "r2", "alpha", "mu", "Cv"]
+        t3[id_row[0]] = {"params": id_row[1], **{
+            p: (number.match(a.strip()).groups(), number.match(b.strip()).groups())
+            for p, a, b in zip(cols, id_row[3:], ood_row[3:], strict=True)}}
+        j += 2
+    header = lines[i4 + 2].split("\t")[2:]
+    names = {"dielectric": "matbench_dielectric", "elasticity": "matbench_log_gvrh",
+             "perovskites": "matbench_perovskites"}
+    t4, j, method = {}, i4 + 3, None
+    while lines[j].strip():
+        row = lines[j].split("\t")
+        method = row[0] or method
+        for model, tok in zip(header, row[2:], strict=True):
+            t4[(model, names[row[1]], method)] = number.match(tok.strip()).group(1)
+        j += 1
+    return t3, t4
+
+
+@pytest.mark.skipif(not PAPER.exists(), reason="paper text not available (../shared/reference/mft-paper.txt)")
+def test_every_number_equals_the_paper_text(cards):
+    t3, t4 = _paper_tables()
+    n = by_name(cards)
+    assert list(t3) == TABLE3_ROWS
+    for name, row in t3.items():
+        assert n[name].params == row["params"]
+        for p in QM9_PROPERTIES:
+            (iv, istd), (ov, ostd) = row[p]
+            e = n[name].qm9(p)
+            assert (e["id"], e.get("id_std"), e["ood"], e.get("ood_std")) == (iv, istd, ov, ostd), (name, p)
+    assert len(t4) == 10 * 3 * 6
+    for (model, ds, method), value in t4.items():
+        assert n[model].matbench(ds, method) == value, (model, ds, method)
