@@ -49,11 +49,37 @@ def _new_figure(ncols: int, nrows: int, w: float = 4.2, h: float = 3.2):
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if not fig.legends:
+        fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=DPI, metadata={"Software": None})
     tmp.replace(path)
     return path
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for all panels, below them (labels de-duplicated)."""
+    seen: dict[str, object] = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, h)
+    if seen:
+        width_pt = fig.get_figwidth() * 72
+        longest = max(len(label) for label in seen)
+        ncol = max(1, min(len(seen), int(width_pt // (longest * 4.2 + 40))))
+        fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+        nrows = -(-len(seen) // ncol)
+        bottom = (0.25 + 0.16 * nrows) / fig.get_figheight()
+        fig.tight_layout(rect=(0, bottom, 1, 0.95))
+
+
+def _plain_log_ticks(ax) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:.3g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(fmt)
 
 
 def _slug(text: str) -> str:
@@ -93,6 +119,7 @@ def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[C
         for ax, split in zip(axes.flat, multi, strict=False):
             g = dfr[dfr["split"] == split]
             runs = sorted(g.groupby(["model", "strategy", "preset", "stand_in"]).groups, key=lambda k: run_sort_key(*k))
+            partial: list[str] = []
             for k, run in enumerate(runs):
                 model, strategy, preset, stand_in = run
                 r = g[(g["model"] == model) & (g["strategy"] == strategy) & (g["preset"] == preset)
@@ -103,7 +130,7 @@ def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[C
                 label = measured_label(model, strategy, preset, stand_in, cards)
                 cell = _cell(summary, dataset, split, run, test_set, metric)
                 if cell is not None and not cell.complete:
-                    label += f" [partial {cell.coverage()}]"
+                    partial.append(f"{label}: partial {cell.coverage()}")
                 width = 0.8 / max(1, len(runs))
                 bars = ax.bar(x + (k - (len(runs) - 1) / 2) * width, per_fold.loc[folds].to_numpy(), width=width,
                               label=label, alpha=0.85)
@@ -112,16 +139,20 @@ def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[C
                 card = card_for_run(cards, model, strategy)
                 method = SPLIT_TO_METHOD.get(split)
                 if card and method and card.matbench(dataset, method):
-                    ax.axhline(float(card.matbench(dataset, method)), color="0.3", ls=":", lw=1.2,
-                               label=f"{card.name}† reported mean")
+                    ax.axhline(float(card.matbench(dataset, method)), color=bars.patches[0].get_facecolor(),
+                               ls=":", lw=1.5, label=f"{card.name}† reported mean (paper's model)")
                 if len(folds) <= 10:
                     ax.set_xticks(x, [str(f) for f in folds])
             name = MATBENCH_PAPER_NAMES.get(dataset, dataset)
             ax.set_title(f"{name}: {split_row_label(split)[1]}", fontsize=9)
             ax.set_xlabel("fold")
             ax.set_ylabel(f"{test_set} {metric.upper()}")
-            ax.legend(fontsize=6, loc="upper left")
-        fig.suptitle(f"Per-fold {metric.upper()} on {dataset} (dashed: mean over folds)", fontsize=10)
+            if partial:
+                ax.text(0.01, 0.99, "\n".join(partial), transform=ax.transAxes, va="top", fontsize=6,
+                        color="0.25", bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+        _figure_legend(fig, axes)
+        fig.suptitle(f"Per-fold {metric.upper()} on {dataset} (dashed: measured mean over folds; dotted: "
+                     "reported mean)", fontsize=10)
         path = _save(fig, out / f"fold_errors_{_slug(dataset)}.png")
         figs.append(Figure(path, f"Per-fold {metric.upper()} on {dataset}, per split method (cf. paper Figs. 6-8)"))
     return figs
@@ -266,11 +297,12 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
                 ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=measured_label(*run, cards=cards))
             ax.set_xscale("log")
             ax.set_yscale("log")
+            _plain_log_ticks(ax)
             uses_n = sub["n_train"].notna().any()
             ax.set_xlabel("training-set size" if uses_n else "training fraction")
             ax.set_ylabel(f"{set_name} {metric.upper()}")
             ax.set_title(f"{split}: {set_name}", fontsize=9)
-            ax.legend(fontsize=6)
+        _figure_legend(fig, axes)
         name = MATBENCH_PAPER_NAMES.get(dataset, dataset) + (f" {prop_key}" if dataset == QM9 and prop_key else "")
         fig.suptitle(f"Data efficiency: {name} (mean over folds and seeds; bars: std over seeds)", fontsize=10)
         stem = f"data_efficiency_{_slug(dataset)}" + (f"_{_slug(prop_key)}" if dataset == QM9 and prop_key else "")

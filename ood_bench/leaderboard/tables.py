@@ -326,7 +326,9 @@ def other_results_table(cards: list[Card], summary: pd.DataFrame) -> str | None:
     shown_qm9 = (summary["dataset"] == QM9) & summary["split"].str.startswith("boom-") & summary["set"].isin(
         ["id_test", "ood_test"])
     shown_mb = summary["dataset"].isin(MATBENCH_DATASETS) & (summary["set"] == "test")
-    rest = summary[~((shown_qm9 | shown_mb) & (summary["train_fraction"] == 1.0)) & (summary["set"] != "val")]
+    main_metric = summary["metric"] == summary["dataset"].map(lambda d: "rmse" if d == QM9 else "mae")
+    rest = summary[~((shown_qm9 | shown_mb) & (summary["train_fraction"] == 1.0)) & (summary["set"] != "val")
+                   & main_metric]
     if rest.empty:
         return None
     body = []
