@@ -50,8 +50,11 @@ def dp_train(
     extra_args: list[str],
     label: str,
     on_line: Callable[[str], None] | None = None,
-) -> Path:
-    """Write ``input.json`` in ``workdir`` and run ``dp --pt train`` there; returns the log path."""
+) -> tuple[Path, float]:
+    """Write ``input.json`` in ``workdir`` and run ``dp --pt train`` there.
+
+    Returns the log path and the peak resident memory of the training process in MiB.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     inp = workdir / "input.json"
     inp.write_text(json.dumps(config, indent=1))
@@ -67,10 +70,12 @@ def dp_train(
             fh.write(line)
             if on_line is not None:
                 on_line(line)
-        rc = proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)  # rusage of this child only
+        rc = os.waitstatus_to_exitcode(status)
+        proc.returncode = rc
     if rc != 0:
         raise RunFailedError(f"{label}: dp --pt train exited with code {rc}; log {log}:\n{tail(log)}")
-    return log
+    return log, usage.ru_maxrss / 1024.0
 
 
 def read_lcurve(path: Path) -> list[dict[str, float]]:

@@ -137,7 +137,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
     aux = build_aux_data(cfg, data_dir, out / "aux")
     log.info("training the multi-task stand-in for %d steps...", cfg.steps)
     config = multitask_input(aux, work, cfg)
-    dp_train(config, work, [], label="oodbench pretrain")
+    dp_train(config, work, [], label="oodbench pretrain")  # raises with the log tail
     shutil.copyfile(work / "model.ckpt.pt", ckpt)
     meta = {
         "stand_in": True,

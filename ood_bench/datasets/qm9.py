@@ -217,7 +217,8 @@ DATASETS.add(
         name="qm9",
         kind="molecules",
         targets=tuple(
-            TargetInfo(n, u, k, pool, d) for n, u, k, pool, d, _ in _TARGETS
+            TargetInfo(name=n, unit=u, kind=k, description=d, pool_intensive=pool)
+            for n, u, k, pool, d, _ in _TARGETS
         ),
         expected_count=N_ALL,
         description="QM9 small organic molecules (BOOM property-tail OOD splits)",
