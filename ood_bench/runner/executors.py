@@ -1,0 +1,96 @@
+"""Where runs execute. ``local``: in this process, or ``--jobs N`` worker processes on this
+machine. ``dpdispatcher``: one task per run on Slurm/PBS/LSF/Bohrium or dpdispatcher's local
+Shell backend (see ``dispatch.py``). Registered by name; the CLI never branches on it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+from ..errors import OodBenchError
+from ..registry import Registry
+from .spec import RunSpec
+from .sweep import SweepResult
+
+log = logging.getLogger(__name__)
+
+# (specs, result, progress, options) -> None
+ExecutorFn = Callable[[list[RunSpec], SweepResult, Any, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Executor:
+    name: str
+    summary: str
+    run: ExecutorFn
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+_BATCH = re.compile(r"Batch\s+(\d+):")
+
+
+def _run_one_in_process(spec_json: dict[str, Any]) -> str:
+    from .execute import execute
+    from .spec import RunSpec as _RunSpec
+
+    return str(execute(_RunSpec.from_json(spec_json)))
+
+
+def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: dict[str, Any]) -> None:
+    from .execute import execute
+
+    jobs = int(options.get("jobs") or 1)
+    overall = progress.add_task("runs", total=len(specs))
+    if jobs <= 1:
+        for spec in specs:
+            steps = spec.steps or 0
+            sub = progress.add_task(f"  {spec.key.label()}", total=steps or None)
+
+            def on_line(line: str, sub=sub) -> None:
+                m = _BATCH.search(line)
+                if m:
+                    progress.update(sub, completed=int(m.group(1)))
+
+            try:
+                execute(spec, on_line=on_line)
+                result.done.append(spec.key)
+            except OodBenchError as exc:
+                result.failed.append((spec.key, str(exc)))
+                progress.console.print(f"[red]FAILED[/red] {exc}")
+            finally:
+                progress.remove_task(sub)
+                progress.advance(overall)
+        return
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_one_in_process, s.to_json()): s for s in specs}
+        for fut in as_completed(futures):
+            spec = futures[fut]
+            try:
+                fut.result()
+                result.done.append(spec.key)
+            except OodBenchError as exc:
+                result.failed.append((spec.key, str(exc)))
+                progress.console.print(f"[red]FAILED[/red] {exc}")
+            except Exception as exc:  # a worker crash must not stop the sweep
+                result.failed.append((spec.key, f"{spec.key.label()}: {type(exc).__name__}: {exc}"))
+                progress.console.print(f"[red]FAILED[/red] {spec.key.label()}: {exc}")
+            progress.advance(overall)
+
+
+EXECUTORS.add("local", Executor("local", "this machine; --jobs N runs N at once", _local))
+
+
+def _dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: Any, options: dict[str, Any]) -> None:
+    from .dispatch import run_with_dpdispatcher
+
+    run_with_dpdispatcher(specs, result, progress, options)
+
+
+EXECUTORS.add("dpdispatcher", Executor(
+    "dpdispatcher", "one task per run via dpdispatcher (Slurm/PBS/LSF/Bohrium/Shell)", _dpdispatcher))

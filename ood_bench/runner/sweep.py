@@ -1,0 +1,109 @@
+"""A sweep: the run matrix, resume bookkeeping, an executor, progress and a summary.
+
+Resume rule: a run whose record exists, validates and has the same fingerprint is skipped; a
+record made with other options is a conflict (never silently mixed; ``--force`` replaces it);
+anything else (no record, a torn one, a leftover work folder) is redone from scratch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OodBenchError
+from ..io_utils import read_json
+from ..paths import results_dir as resolve_results
+from ..records import RunKey, record_path, validate_record
+from .spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepOptions:
+    model: str
+    strategies: list[str]
+    dataset: str
+    properties: list[str]
+    split: str | None
+    folds: str
+    seeds: list[int]
+    train_fractions: list[float]
+    template: RunSpec  # options shared by every run (preset, pretrained, steps...)
+
+
+def plan(opts: SweepOptions) -> list[RunSpec]:
+    """Expand the matrix; validates names and split/fold selections (cheap, no training)."""
+    from ..datasets import load_dataset
+    from ..splits import load_split
+    from .execute import default_split
+
+    ds = load_dataset(opts.dataset, opts.template.data_dir)
+    specs = []
+    for prop in opts.properties:
+        target = ds.spec.target(prop or None)
+        split_name = opts.split or default_split(ds.spec.kind, target.name)
+        split = load_split(opts.dataset, split_name, opts.template.splits_dir)
+        folds = split.select_folds(opts.folds)
+        for strategy, fold, seed, frac in itertools.product(opts.strategies, folds, opts.seeds,
+                                                             opts.train_fractions):
+            key = RunKey(opts.dataset, split_name, fold, opts.model, strategy, seed, frac, target.name)
+            spec = RunSpec(**{**opts.template.__dict__, "key": key})
+            specs.append(spec)
+    return specs
+
+
+def status_of(spec: RunSpec) -> str:
+    """'complete', 'conflict' (a record made with other options) or 'todo'."""
+    path = record_path(resolve_results(spec.results_dir), spec.key)
+    if not path.exists():
+        return "todo"
+    try:
+        rec = read_json(path)
+    except OodBenchError:
+        return "todo"
+    if validate_record(rec):
+        return "todo"
+    return "complete" if rec["config"].get("fingerprint") == spec.fingerprint() else "conflict"
+
+
+@dataclass
+class SweepResult:
+    done: list[RunKey] = field(default_factory=list)
+    skipped: list[RunKey] = field(default_factory=list)
+    failed: list[tuple[RunKey, str]] = field(default_factory=list)
+    conflicts: list[RunKey] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.conflicts
+
+
+def partition(specs: Iterable[RunSpec], force: bool) -> tuple[list[RunSpec], SweepResult]:
+    todo, result = [], SweepResult()
+    for spec in specs:
+        st = "todo" if force else status_of(spec)
+        if st == "complete":
+            result.skipped.append(spec.key)
+        elif st == "conflict":
+            result.conflicts.append(spec.key)
+        else:
+            todo.append(spec)
+    return todo, result
+
+
+def estimate_steps(specs: list[RunSpec]) -> int:
+    from ..models import MODELS
+
+    total = 0
+    for s in specs:
+        preset = MODELS.get(s.key.model).preset(s.preset)
+        total += s.steps or preset.steps
+    return total
+
+
+def sweep_root(specs: list[RunSpec]) -> Path:
+    return resolve_results(specs[0].results_dir) if specs else resolve_results(None)
