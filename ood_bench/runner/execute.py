@@ -33,6 +33,7 @@ from .predict import list_checkpoints, load_model, predict
 from .spec import RunSpec
 
 log = logging.getLogger(__name__)
+MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -278,14 +279,24 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
         "timing": {"wall_s": round(time.time() - t_start, 2), "train_s": round(train_seconds, 2),
                    "eval_s": round(eval_seconds, 2), "peak_train_mem_mb": round(peak_mb, 1)},
         "training": {"steps": steps, "selected_step": best_step, "selection": selection,
-                     "checkpoint": best_path.name, "learning_curve": read_lcurve(work / "lcurve.out")},
+                     "checkpoint": best_path.name,
+                     "model_file": MODEL_FILE, "eval_head": strat.eval_head(), "learning_curve": read_lcurve(work / "lcurve.out")},
         "predictions": predictions,
         "metrics": evaluate_sets(predictions),
     }
     out = record_path(results, key)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(train_log, out.parent / "train.log")
+    # The selected model stays beside its record (git-ignored) for analysis and reuse.
+    shutil.copyfile(best_path, out.parent / MODEL_FILE)
     path = write_record(results, record)
     if not spec.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+        _prune_empty(work.parent, results / "work")
     return path
+
+
+def _prune_empty(path: Path, stop: Path) -> None:
+    while path != stop and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        path = path.parent
