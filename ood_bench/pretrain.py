@@ -42,6 +42,7 @@ class PretrainConfig:
     steps: int = 1500
     seed: int = 0
     preset: str = "tiny"
+    crystals: bool = True  # False: molecules-only stand-in (no MatBench data on this machine)
 
 
 def _sample(ids: list, n: int, rng: np.random.Generator) -> list:
@@ -61,6 +62,8 @@ def build_aux_data(cfg: PretrainConfig, data_dir: str | None, out: Path) -> dict
     info = {MOLECULE_BRANCH: {"labeller": "gfn2-xtb", "source": "qm9", "n_structures": len(mol_ids),
                               "n_frames": len(mol.ids), "seconds": round(time.time() - t, 1),
                               "systems": [str(s) for s in mol.systems], "virial": False}}
+    if not cfg.crystals:
+        return info
     per = max(1, cfg.n_crystals // len(CRYSTAL_SOURCES))
     parts = []
     for name in CRYSTAL_SOURCES:
@@ -126,7 +129,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
         if meta.get("config") == asdict(cfg):
             log.info("stand-in pretrained model already built: %s (use --force to rebuild)", ckpt)
             return ckpt
-    missing = [n for n in ("qm9", *CRYSTAL_SOURCES) if n not in DATASETS]
+    missing = [n for n in ("qm9", *(CRYSTAL_SOURCES if cfg.crystals else ())) if n not in DATASETS]
     if missing:
         raise OodBenchError(f"datasets not registered: {missing}")
     work = out / "work"
@@ -144,7 +147,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
         "note": (f"{STAND_IN}: small offline stand-in for DPA-3.1-3M, trained by `oodbench pretrain` on "
                  "GFN2-xTB-labelled QM9 conformers and CHGNet-labelled MatBench crystals (stand-ins "
                  "for SPICE2/OMat24); not comparable to published DPA3 numbers"),
-        "aux_branch_for": {"molecules": MOLECULE_BRANCH, "crystals": CRYSTAL_BRANCH},
+        "aux_branch_for": {"molecules": MOLECULE_BRANCH, **({"crystals": CRYSTAL_BRANCH} if cfg.crystals else {})},
         "aux_data": aux,
         "config": asdict(cfg),
         "train_seconds": round(time.time() - t0, 1),

@@ -67,7 +67,7 @@ MODELS.add(
                 batch_size="auto:128",
                 aux_batch_size="auto:64",
                 decay_steps=50,
-                save_checkpoints=4,
+                save_checkpoints=2,
             ),
         },
     ),

@@ -280,7 +280,8 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
                    "eval_s": round(eval_seconds, 2), "peak_train_mem_mb": round(peak_mb, 1)},
         "training": {"steps": steps, "selected_step": best_step, "selection": selection,
                      "checkpoint": best_path.name,
-                     "model_file": MODEL_FILE, "eval_head": strat.eval_head(), "learning_curve": read_lcurve(work / "lcurve.out")},
+                     "model_file": MODEL_FILE, "eval_head": strat.eval_head(),
+                     "learning_curve": read_lcurve(work / "lcurve.out")},
         "predictions": predictions,
         "metrics": evaluate_sets(predictions),
     }

@@ -165,7 +165,8 @@ def _structure_problems(body: Any) -> list[str]:
                 problems.append(f"fold {k}: repeated ids in {s}")
             overlap = seen & set(ids)
             if overlap:
-                problems.append(f"fold {k}: {s} shares {len(overlap)} ids with another set (e.g. {next(iter(overlap))!r})")
+                example = next(iter(overlap))
+                problems.append(f"fold {k}: {s} shares {len(overlap)} ids with another set (e.g. {example!r})")
             seen |= set(ids)
     return problems
 

@@ -1,0 +1,33 @@
+"""``oodbench quickstart``: the README's main command."""
+
+from __future__ import annotations
+
+import click
+
+from . import data_dir_option, results_dir_option, splits_dir_option
+
+
+@click.command("quickstart")
+@click.option("--steps", default=300, show_default=True, help="Training steps per run.")
+@click.option("--train-fraction", default=0.02, show_default=True, help="Share of the BOOM training set used.")
+@data_dir_option
+@splits_dir_option
+@results_dir_option
+def quickstart(steps, train_fraction, data_dir, splits_dir, results_dir) -> None:
+    """Run the pipeline end to end on the embedded default (CPU, ~10 minutes): stand-in
+    pretrained model, QM9 BOOM gap split, tiny DPA3 Scratch/FT/MFT, leaderboard.
+
+    \b
+    Example:
+      oodbench quickstart
+    """
+    from ..quickstart import QuickstartConfig, run_quickstart
+
+    res = run_quickstart(QuickstartConfig(steps=steps, train_fraction=train_fraction), data_dir,
+                         splits_dir, results_dir)
+    if not res["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(quickstart)
