@@ -1,0 +1,72 @@
+"""t-SNE scatter plots like the paper's Fig. 2(d-i): one panel per model, one colour per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _colours(classes: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return {c: cmap(k % 20) for k, c in enumerate(classes)}
+
+
+def scatter_panels(maps: list[tuple[str, np.ndarray | None]], labels: list[str], classes: list[str],
+                   title: str, path: Path) -> Path | None:
+    """One scatter panel per (title, 2-D map); None when no map could be made."""
+    panels = [(t, m) for t, m in maps if m is not None]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = _colours(classes)
+    labels_arr = np.asarray(labels)
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.6, 3.8), squeeze=False)
+    for ax, (sub, m) in zip(axes[0], panels, strict=True):
+        for c in classes:
+            sel = labels_arr == c
+            if sel.any():
+                ax.scatter(m[sel, 0], m[sel, 1], s=3, color=colours[c], label=c, linewidths=0, alpha=0.8)
+        ax.set_title(sub, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in classes]
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False, markerscale=0.8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / (3.6 * n + 1.6), 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_group(res: dict[str, Any], fig_dir: Path, slug: str) -> list[Path]:
+    """Node and edge t-SNE figures of one analysis group; returns the files written."""
+    m = res["_maps"]
+    names = ["pretrained"] + [f"run{n}" for n in range(len(res["runs"]))]
+    out = []
+    for what, labels, classes in (("node", m["node_labels"], list(res["node_classes"])),
+                                  ("edge", m["edge_labels"], list(res["edge_classes"]))):
+        maps = []
+        for name in names:
+            db = m["db"][name][what]
+            base = m["db"]["pretrained"][what]
+            sub = m["labels"][name]
+            if db is not None:
+                sub += f"\nDB {db:.2f}" + (f" (x{db / base:.2f})" if name != "pretrained" and base else "")
+            maps.append((sub, m["maps"][name][what]))
+        kind = "atomic (node)" if what == "node" else "C-H / C-O edge"
+        title = (f"{kind} representations, t-SNE: {res['dataset']} {res['property']} {res['split']} "
+                 f"fold {res['fold']}, {res['ood_set']}")
+        p = scatter_panels(maps, labels, classes, title, fig_dir / f"collapse-{slug}-{what}s.png")
+        if p is not None:
+            out.append(p)
+    return out
