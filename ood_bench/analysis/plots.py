@@ -7,12 +7,29 @@ from typing import Any
 
 import numpy as np
 
+FAMILY_MAPS = ("Blues", "Reds", "Greens", "Purples", "Oranges", "Greys", "YlOrBr", "PuRd", "BuGn", "copper")
+
+
+def _family(label: str) -> str:
+    """'C4' -> 'C'; 'C-H near' -> 'C-H': classes of one element (or pair) share a colour family."""
+    return label.split()[0] if " " in label else label.rstrip("0123456789")
+
 
 def _colours(classes: list[str]) -> dict[str, Any]:
+    """One sequential colour map per element (nodes) or pair (edges), shades within it, like the
+    paper's Fig. 2: hue = species, shade = covalent environment / distance band."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab20"]
-    return {c: cmap(k % 20) for k, c in enumerate(classes)}
+    families: dict[str, list[str]] = {}
+    for c in classes:
+        families.setdefault(_family(c), []).append(c)
+    out = {}
+    for k, (_, members) in enumerate(families.items()):
+        cmap = matplotlib.colormaps[FAMILY_MAPS[k % len(FAMILY_MAPS)]]
+        shades = np.linspace(0.85, 0.45, len(members)) if len(members) > 1 else [0.7]
+        for c, t in zip(members, shades, strict=True):
+            out[c] = cmap(float(t))
+    return out
 
 
 def scatter_panels(maps: list[tuple[str, np.ndarray | None]], labels: list[str], classes: list[str],
