@@ -107,18 +107,24 @@ class EdgeList:
 
 
 def classified_edges(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray | None = None) -> EdgeList:
-    """Every directed C-H / C-O edge of one structure that falls in a near/middle/far class."""
+    """Every directed C-H / C-O edge of one structure that falls in a near/middle/far class
+    (vectorised: same rules as ``edge_class``)."""
     numbers = np.asarray(numbers)
-    centre = np.isin([symbol(z) for z in numbers], EDGE_CENTRES)
-    partner = np.isin([symbol(z) for z in numbers], EDGE_PARTNERS)
+    syms = np.array([symbol(z) for z in numbers])
+    centre = np.isin(syms, EDGE_CENTRES)
+    partner = np.isin(syms, EDGE_PARTNERS)
     if not centre.any() or not partner.any():
         return EdgeList(np.zeros(0, int), np.zeros(0, int), np.zeros(0), [])
     i, j, d = pairs_within(numbers, positions, cell, EDGE_CUTOFF + 1e-9)
     keep = centre[i] & partner[j]
     i, j, d = i[keep], j[keep], d[keep]
-    labels = [edge_class(numbers[a], numbers[b], dd) for a, b, dd in zip(i, j, d, strict=True)]
-    ok = np.array([lab is not None for lab in labels], dtype=bool)
-    return EdgeList(i[ok], j[ok], d[ok], [lab for lab in labels if lab is not None])
+    near = is_bonded(numbers[i], numbers[j], d)
+    middle = ~near & (d >= MIDDLE[0]) & (d <= MIDDLE[1])
+    far = ~near & (d >= FAR[0]) & (d <= FAR[1])
+    band = np.where(near, "near", np.where(middle, "middle", np.where(far, "far", "")))
+    ok = band != ""
+    labels = [f"{a}-{b} {c}" for a, b, c in zip(syms[i[ok]], syms[j[ok]], band[ok], strict=True)]
+    return EdgeList(i[ok], j[ok], d[ok], labels)
 
 
 def sample_per_class(labels: Sequence[str], cap: int, seed: int) -> np.ndarray:
