@@ -233,6 +233,7 @@ def featurize_structures(structures, ids: Sequence | None = None, n_jobs: int | 
     """OFM rows for ``ids`` of a ``Structures`` object, in parallel; returns (X, n_fallbacks)."""
     ids = list(structures.ids if ids is None else ids)
     n_jobs = n_jobs or os.cpu_count() or 1
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level chatter on near-symmetric cells
     tasks = [structures.atoms_of(i) for i in ids]
     out = np.zeros((len(ids), 1024))
     fallbacks = 0

@@ -1,0 +1,192 @@
+"""``oodbench split``: make the split files (runs only ever read them)."""
+
+from __future__ import annotations
+
+import click
+
+from . import data_dir_option, splits_dir_option
+
+
+@click.command("split")
+@click.argument("dataset")
+@click.option("--method", "methods", multiple=True, default=("all",), show_default=True,
+              help="Split method(s): all, or one of boom, boom10pct (qm9); LOCO, SparseXsingle, "
+                   "SparseXcluster, SparseYsingle, SparseYcluster, random, omee2024 (MatBench). Repeatable.")
+@click.option("--property", "prop", default="all", show_default=True,
+              help="QM9 property (mu, alpha, homo, lumo, gap, r2, zpve, Cv) or 'all'.")
+@click.option("--import-published", is_flag=True,
+              help="Also import the published Omee et al. 2024 folds as omee2024-<method> (MatBench).")
+@click.option("--published-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with <dataset>_<method>.json.gz published folds [default <data-dir>/omee2024-folds].")
+@click.option("-j", "--n-jobs", type=int, default=None, help="Processes for OFM features [default: all cores].")
+@click.option("--no-feature-cache", is_flag=True, help="Recompute OFM features even if cached.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a generator parameter (e.g. n_clusters=5, n_low_density=40, n_ood=100); "
+                   "the canonical files use the published values. Repeatable.")
+@click.option("--list", "list_only", is_flag=True, help="List the split methods for DATASET and exit.")
+@click.option("--check", is_flag=True,
+              help="Validate the existing split files of DATASET against the data (ids, disjointness, checksum).")
+@data_dir_option
+@splits_dir_option
+def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: bool, published_dir: str | None,
+          n_jobs: int | None, no_feature_cache: bool, params: tuple[str, ...], list_only: bool, check: bool,
+          data_dir: str | None, splits_dir: str | None) -> None:
+    """Generate split files for DATASET (qm9, matbench_dielectric, matbench_log_gvrh,
+    matbench_perovskites) under splits/<dataset>/<name>.json.xz.
+
+    QM9 gets BOOM property-tail splits (boom-<property>); MatBench gets LOCO, SparseX/Y
+    single/cluster (50 folds each, on cached Orbital-Field Matrix features) and the official random
+    5-fold split. Same inputs give byte-identical files.
+
+    \b
+    Example:
+      oodbench split qm9 --property gap
+      oodbench split qm9 --method boom10pct --property all
+      oodbench split matbench_dielectric                 # all six methods
+      oodbench split matbench_perovskites --method omee2024   # import published folds only
+      oodbench split matbench_dielectric --check         # validate the files already there
+    """
+    import logging
+    import time
+
+    from rich.console import Console
+
+    from ..datasets import get_spec, load_dataset
+    from ..errors import UsageError
+    from ..splits.methods import SPLIT_METHODS, methods_for
+    from ..splits.schema import save_split
+
+    log = logging.getLogger("oodbench.split")
+    console = Console(stderr=True)
+    spec = get_spec(dataset)
+    applicable = {m.name: m for m in methods_for(spec.kind, include_non_default=True)}
+    if list_only:
+        for m in applicable.values():
+            console.print(f"{m.name:16s} {'(default) ' if m.default else ''}{m.description}")
+        return
+    if check:
+        _check(dataset, data_dir, splits_dir, console)
+        return
+    names: list[str] = []
+    for m in methods:
+        if m == "all":
+            names.extend(n for n, sm in applicable.items() if sm.default)
+        elif m in applicable:
+            names.append(m)
+        else:
+            SPLIT_METHODS.get(m)  # unknown name: UsageError listing the known ones
+            raise UsageError(f"split method '{m}' does not apply to {dataset}; use one of {', '.join(applicable)}")
+    if import_published:
+        if spec.kind != "crystals":
+            raise UsageError("--import-published applies to the MatBench datasets only")
+        names.append("omee2024")
+    names = list(dict.fromkeys(names))
+    if spec.kind == "molecules":
+        props = [t.name for t in spec.targets] if prop == "all" else [spec.target(prop).name]
+    elif prop != "all":
+        spec.target(prop)
+        props = None
+    else:
+        props = None
+
+    overrides = _parse_params(params)
+    ds = load_dataset(dataset, data_dir)
+    options = {
+        **_param_objects(overrides),
+        "properties": props, "n_jobs": n_jobs, "use_cache": not no_feature_cache, "progress": True,
+        "data_dir": data_dir, "published_dir": published_dir, "log": lambda msg: log.info("building %s", msg),
+    }
+    done_batches: set[int] = set()
+    written = []
+    for name in names:
+        method = applicable[name]
+        t0 = time.perf_counter()
+        if method.batch_build is not None:
+            if id(method.batch_build) in done_batches:
+                continue
+            done_batches.add(id(method.batch_build))
+            batch = [n for n in names if applicable[n].batch_build is method.batch_build]
+            sets = method.batch_build(ds, batch, options)
+        else:
+            sets = method.build(ds, options)
+        for s in sets:
+            path = save_split(s, splits_dir)
+            written.append(path)
+            sizes = ", ".join(f"{k} {v}" for k, v in _sizes(s).items())
+            log.info("wrote %s (%d folds; %s) in %.1f s", path, len(s.folds), sizes, time.perf_counter() - t0)
+    console.print(f"[green]{len(written)} split files written[/green] for {dataset}")
+
+
+def _check(dataset: str, data_dir: str | None, splits_dir: str | None, console) -> None:
+    """Load every split file of the dataset with full validation; the first problem is the error."""
+    from rich.table import Table
+
+    from ..datasets import load_dataset
+    from ..errors import DataMissingError
+    from ..splits.schema import list_splits, load_split
+
+    found = list_splits(dataset, splits_dir)
+    if not found:
+        raise DataMissingError(f"no split files for {dataset}; run `oodbench split {dataset}`")
+    ds = load_dataset(dataset, data_dir)
+    known = set(ds.ids)
+    table = Table(title=f"split files of {dataset}")
+    for col in ("name", "folds", "sizes", "generator", "dataset sha256"):
+        table.add_column(col, overflow="fold")
+    for _, name, _path in found:
+        s = load_split(dataset, name, splits_dir, known_ids=known)
+        same = "matches" if s.dataset_sha256 == ds.sha256 else f"[yellow]differs ({s.dataset_sha256[:12]})[/yellow]"
+        sizes = "; ".join(f"{k} {v}" for k, v in _sizes(s).items())
+        table.add_row(name, str(len(s.folds)), sizes, s.generator.get("name", "?"), same)
+    console.print(table)
+    console.print(f"[green]{len(found)} split files valid[/green] for {dataset} ({ds.checksum_status})")
+
+
+def _parse_params(items: tuple[str, ...]) -> dict:
+    import json
+
+    from ..errors import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _param_objects(overrides: dict) -> dict:
+    """Apply --param overrides to the generator parameter dataclasses; unknown keys are an error."""
+    import dataclasses
+
+    from ..errors import UsageError
+    from ..splits.boom import VARIANTS
+    from ..splits.ofm_folds import OfmFoldParams
+
+    if not overrides:
+        return {}
+    ofm_fields = {f.name for f in dataclasses.fields(OfmFoldParams)}
+    boom_fields = {f.name for f in dataclasses.fields(next(iter(VARIANTS.values())))}
+    unknown = set(overrides) - ofm_fields - boom_fields
+    if unknown:
+        raise UsageError(f"unknown --param {sorted(unknown)}; known: {', '.join(sorted(ofm_fields | boom_fields))}")
+    ofm = OfmFoldParams(**{k: v for k, v in overrides.items() if k in ofm_fields})
+    boom = {name: dataclasses.replace(p, **{k: v for k, v in overrides.items() if k in boom_fields})
+            for name, p in VARIANTS.items()}
+    return {"ofm_params": ofm, "boom_params": boom}
+
+
+def _sizes(s) -> dict[str, str]:
+    out = {}
+    for k in ["train", "val", *s.test_sets]:
+        lens = sorted({len(f.all_sets()[k]) for f in s.folds.values()})
+        out[k] = str(lens[0]) if len(lens) == 1 else f"{lens[0]}-{lens[-1]}"
+    return out
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(split)
