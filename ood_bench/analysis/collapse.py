@@ -177,7 +177,9 @@ def _train_ids(fold_train: list, key: RunKey) -> list:
 
 def _run_label(rec: dict, key: RunKey, multi: bool) -> str:
     name = rec.get("config", {}).get("strategy_label") or key.strategy.upper()
-    return f"{name} (seed {key.seed}, frac {key.train_fraction:g})" if multi else name
+    extra = ([f"seed {key.seed}"] if multi else []) + \
+        ([f"frac {key.train_fraction:g}"] if key.train_fraction != 1 else [])
+    return f"{name} ({', '.join(extra)})" if extra else name
 
 
 def plan_groups(records: Sequence[dict], reporter: Reporter) -> tuple[list[Group], list[str]]:

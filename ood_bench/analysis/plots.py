@@ -46,8 +46,13 @@ def scatter_panels(maps: list[tuple[str, np.ndarray | None]], labels: list[str],
     colours = _colours(classes)
     labels_arr = np.asarray(labels)
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.6, 3.8), squeeze=False)
-    for ax, (sub, m) in zip(axes[0], panels, strict=True):
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    width = 3.6 * ncols + 1.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.6 * nrows + 0.4), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, (sub, m) in zip(axes.flat, panels, strict=False):
         for c in classes:
             sel = labels_arr == c
             if sel.any():
@@ -58,7 +63,7 @@ def scatter_panels(maps: list[tuple[str, np.ndarray | None]], labels: list[str],
     handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in classes]
     fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False, markerscale=0.8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 1.4 / (3.6 * n + 1.6), 0.95))
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / width, 1 - 0.35 / (3.6 * nrows + 0.4)))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
