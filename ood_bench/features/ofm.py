@@ -72,7 +72,7 @@ def _ohv_table() -> np.ndarray:
     f.size = 32
     table = np.zeros((95, 32))
     for z in range(1, 95):
-        table[z] = f.get_ohv(Element.from_Z(z), False)
+        table[z] = np.asarray(f.get_ohv(Element.from_Z(z), False))
     return table
 
 
@@ -168,6 +168,14 @@ def _site_environment(lattice, frac: np.ndarray, site: int, cart: np.ndarray):
 
 def ofm_fast(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Flattened 1024-dim OFM of one periodic structure (matminer's definition)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # spglib/numpy deprecation chatter
+        return _ofm_fast(numbers, positions, cell)
+
+
+def _ofm_fast(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     from pymatgen.core import Lattice, Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -196,17 +204,25 @@ def ofm_fast(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> np
 
 def ofm_matminer(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """matminer's ``OrbitalFieldMatrix().featurize`` on the same structure (reference path)."""
+    import warnings
+
     from pymatgen.core import Lattice, Structure
 
     s = Structure(Lattice(cell), np.asarray(numbers, dtype=int).tolist(), positions, coords_are_cartesian=True)
-    return np.asarray(_matminer_featurizer().featurize(s), dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # np.matrix and spglib deprecation chatter
+        return np.asarray(_matminer_featurizer().featurize(s), dtype=float)
 
 
 @functools.cache
 def _matminer_featurizer():
+    import warnings
+
     from matminer.featurizers.structure import OrbitalFieldMatrix
 
-    return OrbitalFieldMatrix(period_tag=False, flatten=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return OrbitalFieldMatrix(period_tag=False, flatten=True)
 
 
 def _featurize_one(args) -> tuple[np.ndarray, bool]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataMissingError
+from ..errors import DataMissingError, UsageError
 from .schema import Fold, SplitSet
 
 N_FULL = 133_885
@@ -120,7 +120,7 @@ def boom_assign(values: np.ndarray, params: BoomParams = BoomParams(),
     n = len(values)
     n_ood = params.resolve_n_ood(n)
     if not 0 < n_ood < n:
-        raise ValueError(f"n_ood={n_ood} must be between 1 and {n - 1}")
+        raise UsageError(f"BOOM: n_ood={n_ood} must be between 1 and {n - 1} for {n} molecules")
     if log_density is None:
         log_density = kde_log_density(values, params.kernel, params.bandwidth, boundary_rank=n_ood)
     order = rank_low_density(log_density)
@@ -189,8 +189,9 @@ def build_boom(ds, prop: str, variant: str = "boom", params: BoomParams | None =
         no_structure = {s: sum(1 for i in v if i not in with_structure) for s, v in fold.all_sets().items()}
     except DataMissingError:
         no_structure = None
-    gen = dict(generator_block or {})
-    gen.setdefault("name", variant)
+    from .methods import generator_block as make_block
+
+    gen = dict(generator_block or make_block(variant, {}))
     gen["params"] = {"property": target, **params.__dict__, "n_ood_resolved": a.info["n_ood"],
                      "ranking": "log-density ascending, ties by gdb index ascending",
                      "id_walk_order": "gdb index ascending"}
