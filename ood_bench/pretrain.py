@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MOLECULE_BRANCH = "qm9_gfn2"
 CRYSTAL_BRANCH = "matbench_chgnet"
+PRETRAIN_SEED_OFFSET = 10_000
 CRYSTAL_SOURCES = ("matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites")
 
 
@@ -96,9 +97,10 @@ def _concat(parts):
 def multitask_input(aux: dict[str, dict[str, Any]], workdir: Path, cfg: PretrainConfig) -> dict[str, Any]:
     preset = MODELS.get("dpa3").preset(cfg.preset)
     branches = list(aux)
-    desc = dict(preset.descriptor, seed=cfg.seed)
+    init_seed = PRETRAIN_SEED_OFFSET + cfg.seed  # never the same init as a seed-k Scratch run
+    desc = dict(preset.descriptor, seed=init_seed)
     fitting = {"type": "ener", "neuron": list(preset.fitting_neuron), "resnet_dt": True,
-               "activation_function": "silut:3.0", "dim_case_embd": len(branches), "seed": cfg.seed}
+               "activation_function": "silut:3.0", "dim_case_embd": len(branches), "seed": init_seed}
     return {
         "model": {
             "shared_dict": {"type_map_all": full_type_map(), "dpa3_descriptor": desc},

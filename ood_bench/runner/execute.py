@@ -264,6 +264,7 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
             "learning_rate": ctx.start_lr, "aux_prob": spec.aux_prob if strat.uses_aux else None,
             "selection": spec.selection, "fingerprint": spec.fingerprint(), "spec": spec.to_json(),
             "deepmd_input": config, "dp_train_args": args,
+            "architecture_from": pre.name if pre is not None else f"preset {spec.preset}",
         },
         "versions": _versions(),
         "data": {
@@ -273,7 +274,8 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
             "dropped_without_structure": dropped,
             "fold_data_bytes": data_bytes, "fold_data_seconds": round(data_seconds, 3),
         },
-        "pretrained": pre.record(run.aux_branch) if pre is not None else None,
+        # Scratch may borrow a checkpoint's architecture, never its weights: not "pretrained".
+        "pretrained": pre.record(run.aux_branch) if pre is not None and strat.needs_pretrained else None,
         "aux": {"branch": run.aux_branch, "systems": run.aux_systems} if strat.uses_aux else None,
         "environment": {"device": _device(), "host": platform.node()},
         "timing": {"wall_s": round(time.time() - t_start, 2), "train_s": round(train_seconds, 2),

@@ -1,0 +1,121 @@
+"""Dataset registry: counts, ids, structures, provenance and the one-line errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_DATA, full_data_dir
+
+from ood_bench.datasets import DATASETS, load_dataset
+from ood_bench.datasets.checksums import KNOWN
+from ood_bench.errors import CorruptFileError, DataMissingError, UsageError
+
+
+def oodbench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "ood_bench", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_registry_has_the_four_datasets():
+    assert DATASETS.names() == ["matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites", "qm9"]
+    assert {t.name for t in DATASETS.get("qm9").targets} == {"mu", "alpha", "homo", "lumo", "gap", "r2",
+                                                               "zpve", "Cv"}
+    kinds = {t.name: t.kind for t in DATASETS.get("qm9").targets}
+    assert kinds["gap"] == "intensive" and kinds["alpha"] == "extensive" and kinds["mu"] == "special"
+    assert not DATASETS.get("matbench_dielectric").targets[0].per_type_bias
+
+
+def test_unknown_dataset_is_a_usage_error():
+    with pytest.raises(UsageError, match="known: matbench_dielectric"):
+        DATASETS.get("qm10")
+
+
+def test_fixture_qm9_keyed_by_gdb_index(session_cache):
+    ds = load_dataset("qm9", FIXTURE_DATA)
+    assert len(ds) == 300 and ds.checksum_status.startswith("fixture")
+    st = ds.structures
+    assert len(st) == 292  # 8 uncharacterised molecules have no coordinates: reported, not dropped
+    assert len(ds.ids) - len(ds.ids_with_structures()) == 8
+    sid = ds.ids_with_structures()[0]
+    z, pos, cell = st.atoms_of(sid)
+    assert cell is None and pos.shape == (len(z), 3) and set(z) <= {1, 6, 7, 8, 9}
+    mol = st.to_pymatgen(sid)
+    assert len(mol) == len(z)
+
+
+def test_fixture_matbench_structures_are_periodic(session_cache):
+    ds = load_dataset("matbench_dielectric", FIXTURE_DATA)
+    assert len(ds) == 200 and ds.ids[0].startswith("mb-dielectric-")
+    st = ds.structures
+    s = st.to_pymatgen(ds.ids[0])
+    assert s.lattice.volume > 0 and st.cells.shape == (200, 3, 3)
+    assert np.isfinite(ds.target_values("n")).all()
+
+
+def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
+    spec = DATASETS.get("matbench_dielectric")
+    with pytest.raises(DataMissingError, match=str(tmp_path)):
+        spec.loader(spec, tmp_path, download=False)
+
+
+def test_corrupt_and_truncated_files_name_the_file(tmp_path, session_cache):
+    bad = tmp_path / "bad"
+    (bad / "matbench").mkdir(parents=True)
+    (bad / "matbench" / "matbench_dielectric.json.gz").write_bytes(b"not gzip")
+    spec = DATASETS.get("matbench_dielectric")
+    with pytest.raises(CorruptFileError, match="matbench_dielectric.json.gz"):
+        spec.loader(spec, bad)
+    short = tmp_path / "short"
+    (short / "matbench").mkdir(parents=True)
+    raw = json.loads(gzip.decompress((FIXTURE_DATA / "matbench" / "matbench_dielectric.json.gz").read_bytes()))
+    (short / "matbench" / "matbench_dielectric.json.gz").write_bytes(gzip.compress(json.dumps(raw).encode()))
+    with pytest.raises(CorruptFileError, match="expected 4764"):  # no fixture marker: real count expected
+        spec.loader(spec, short)
+
+
+def test_nan_label_in_data_file_is_rejected(tmp_path, session_cache):
+    d = tmp_path / "nan"
+    shutil.copytree(FIXTURE_DATA, d)
+    path = d / "matbench" / "matbench_dielectric.json.gz"
+    raw = json.loads(gzip.decompress(path.read_bytes()))
+    raw["data"][3][1] = float("nan")
+    path.write_bytes(gzip.compress(json.dumps(raw).encode()))
+    spec = DATASETS.get("matbench_dielectric")
+    with pytest.raises(CorruptFileError, match="non-finite"):
+        spec.loader(spec, d)
+
+
+def test_cli_unknown_dataset_one_line_exit_2():
+    res = oodbench("run", "--dataset", "qm10")
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "unknown dataset 'qm10'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_datasets_lists_all_four(session_cache):
+    res = oodbench("datasets", "--data-dir", str(FIXTURE_DATA))
+    assert res.returncode == 0, res.stderr
+    for name in DATASETS.names():
+        assert name in res.stdout
+
+
+@pytest.mark.fulldata
+def test_full_datasets_counts_and_checksums(session_cache):
+    root = full_data_dir()
+    if root is None:
+        pytest.skip("OODBENCH_DATA_DIR with the full datasets is not set")
+    expected = {"qm9": 133_885, "matbench_dielectric": 4764, "matbench_log_gvrh": 10_987,
+                "matbench_perovskites": 18_928}
+    for name, n in expected.items():
+        ds = load_dataset(name, root)
+        assert len(ds) == n
+        assert ds.sha256 in {d for _, d in KNOWN[name]}, f"{name}: unknown sha256 {ds.sha256}"
+    assert len(load_dataset("qm9", root).ids_with_structures()) == 130_831
