@@ -71,25 +71,9 @@ def kde_log_density(values: np.ndarray, kernel: str = "gaussian", bandwidth: str
     log-density lies within ``refine_window`` of the boundary are re-scored with ``score_samples``
     itself, so the OOD set is decided by sklearn's own numbers.
     """
-    from sklearn.neighbors import KernelDensity
-
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    kde = KernelDensity(kernel=kernel, bandwidth=bandwidth).fit(v.reshape(-1, 1))
-    uniq, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    if kernel != "gaussian":
-        return kde.score_samples(uniq.reshape(-1, 1))[inverse]
-    h = float(kde.bandwidth_)
-    log_norm = math.log(len(v) * h * math.sqrt(2 * math.pi))
-    out = np.empty(len(uniq))
-    w = counts.astype(np.float64)
-    block = 256
-    for start in range(0, len(uniq), block):
-        q = uniq[start:start + block]
-        lo = np.searchsorted(uniq, q[0] - 40 * h, side="left")
-        hi = np.searchsorted(uniq, q[-1] + 40 * h, side="right")
-        z = (q[:, None] - uniq[None, lo:hi]) / h
-        out[start:start + block] = np.log(np.exp(-0.5 * z * z) @ w[lo:hi]) - log_norm
+    kde, uniq, inverse, out = _direct_log_density(v, kernel, bandwidth)
+    out = out.copy()
     if boundary_rank is not None and 0 < boundary_rank < len(v):
         dens = out[inverse]
         boundary = np.sort(dens, kind="stable")[boundary_rank - 1]
@@ -97,6 +81,42 @@ def kde_log_density(values: np.ndarray, kernel: str = "gaussian", bandwidth: str
         if len(near):
             out[near] = kde.score_samples(uniq[near].reshape(-1, 1))
     return out[inverse]
+
+
+_DENSITY_CACHE: dict = {}
+
+
+def _direct_log_density(v: np.ndarray, kernel: str, bandwidth: str | float):
+    """(fitted KernelDensity, distinct values, inverse index, log-density per distinct value); memoised
+    per input so the two BOOM variants of a property share one evaluation."""
+    import hashlib
+
+    from sklearn.neighbors import KernelDensity
+
+    key = (hashlib.sha256(v.tobytes()).hexdigest(), kernel, str(bandwidth))
+    if key in _DENSITY_CACHE:
+        return _DENSITY_CACHE[key]
+    kde = KernelDensity(kernel=kernel, bandwidth=bandwidth).fit(v.reshape(-1, 1))
+    uniq, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    if kernel != "gaussian":
+        out = kde.score_samples(uniq.reshape(-1, 1))
+    else:
+        h = float(kde.bandwidth_)
+        log_norm = math.log(len(v) * h * math.sqrt(2 * math.pi))
+        out = np.empty(len(uniq))
+        w = counts.astype(np.float64)
+        block = 256
+        for start in range(0, len(uniq), block):
+            q = uniq[start:start + block]
+            lo = np.searchsorted(uniq, q[0] - 40 * h, side="left")
+            hi = np.searchsorted(uniq, q[-1] + 40 * h, side="right")
+            z = (q[:, None] - uniq[None, lo:hi]) / h
+            out[start:start + block] = np.log(np.exp(-0.5 * z * z) @ w[lo:hi]) - log_norm
+    if len(_DENSITY_CACHE) > 32:
+        _DENSITY_CACHE.clear()
+    _DENSITY_CACHE[key] = (kde, uniq, inverse, out)
+    return _DENSITY_CACHE[key]
 
 
 def rank_low_density(log_density: np.ndarray) -> np.ndarray:
