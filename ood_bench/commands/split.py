@@ -24,13 +24,15 @@ from . import data_dir_option, splits_dir_option
               help="Override a generator parameter (e.g. n_clusters=5, n_low_density=40, n_ood=100); "
                    "the canonical files use the published values. Repeatable.")
 @click.option("--list", "list_only", is_flag=True, help="List the split methods for DATASET and exit.")
+@click.option("--compare", is_flag=True,
+              help="Report how far the regenerated LOCO/SparseX/SparseY folds agree with the published ones.")
 @click.option("--check", is_flag=True,
               help="Validate the existing split files of DATASET against the data (ids, disjointness, checksum).")
 @data_dir_option
 @splits_dir_option
 def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: bool, published_dir: str | None,
-          n_jobs: int | None, no_feature_cache: bool, params: tuple[str, ...], list_only: bool, check: bool,
-          data_dir: str | None, splits_dir: str | None) -> None:
+          n_jobs: int | None, no_feature_cache: bool, params: tuple[str, ...], list_only: bool, compare: bool,
+          check: bool, data_dir: str | None, splits_dir: str | None) -> None:
     """Generate split files for DATASET (qm9, matbench_dielectric, matbench_log_gvrh,
     matbench_perovskites) under splits/<dataset>/<name>.json.xz.
 
@@ -45,6 +47,7 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
       oodbench split matbench_dielectric                 # all six methods
       oodbench split matbench_perovskites --method omee2024   # import published folds only
       oodbench split matbench_dielectric --check         # validate the files already there
+      oodbench split matbench_dielectric --compare       # agreement with the published folds
     """
     import logging
     import time
@@ -66,6 +69,12 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
         return
     if check:
         _check(dataset, data_dir, splits_dir, console)
+        return
+    if compare:
+        from ..splits.compare import compare_with_published
+
+        for row in compare_with_published(dataset, splits_dir):
+            console.print(" ".join(f"{k}={v}" for k, v in row.items()))
         return
     names: list[str] = []
     for m in methods:
