@@ -508,7 +508,7 @@ def _class_sort(label: str) -> tuple:
 def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = None,
                  splits_dir: str | None = None, max_per_class: int = 2000, w1_samples: int = 5000,
                  seed: int = 0, selector: str = "", reporter: Reporter | None = None,
-                 figures: bool = True) -> dict[str, Any]:
+                 figures: bool = True, results_dir: str | Path | None = None) -> dict[str, Any]:
     """Analyse the given (already selected) records; write collapse.{md,json} and figures."""
     from ..datasets import load_dataset
     from ..splits import load_split, load_split_file
@@ -542,6 +542,7 @@ def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = 
     body = {
         "format": FORMAT,
         "selector": selector,
+        "results_dir": str(results_dir) if results_dir else None,
         "params": {"max_per_class": max_per_class, "w1_samples": w1_samples, "seed": seed},
         "notes": notes,
         "groups": [{k: v for k, v in res.items() if k != "_maps"} | {"figures": fig_paths.get(_slug(res), [])}
@@ -610,7 +611,8 @@ def render_markdown(body: dict[str, Any]) -> str:
         "Table 2, Supplementary D.1). Made by `oodbench analyze collapse"
         + (f" --runs \"{body['selector']}\"" if body.get("selector") else "")
         + f" --max-per-class {p['max_per_class']} --w1-samples {p['w1_samples']} --seed {p['seed']}`; "
-        "method and how to read it: [docs/analysis.md](../../docs/analysis.md).",
+        "method and how to read it: [docs/analysis.md](../../docs/analysis.md)."
+        + (f" Records read from `{body['results_dir']}`." if body.get("results_dir") else ""),
         "",
         "- **DB ratio** = Davies-Bouldin index of the model's 2-D t-SNE map / the pretrained model's, on "
         "the same sampled OOD-test atoms (nodes: classes = element x covalent neighbours) or C-H/C-O "

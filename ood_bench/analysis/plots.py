@@ -65,7 +65,7 @@ def scatter_panels(maps: list[tuple[str, np.ndarray | None]], labels: list[str],
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / width, 1 - 0.35 / (3.6 * nrows + 0.4)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

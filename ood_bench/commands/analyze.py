@@ -76,7 +76,8 @@ def collapse(selector: str, results_dir: str | None, out_dir: str | None, max_pe
                   console=console, transient=False) as progress:
         body = run_collapse(picked, out, data_dir=data_dir, splits_dir=splits_dir,
                             max_per_class=max_per_class, w1_samples=w1_samples, seed=seed,
-                            selector=selector, reporter=RichReporter(progress), figures=not no_figures)
+                            selector=selector, reporter=RichReporter(progress), figures=not no_figures,
+                            results_dir=results)
     n_runs = sum(len(g["runs"]) for g in body["groups"])
     click.echo(f"collapse analysis: {out / 'collapse.md'} ({n_runs} runs in {len(body['groups'])} group(s); "
                f"{len(body['notes'])} skipped or noted)")
