@@ -44,6 +44,7 @@ def _csv(value: str) -> list[str]:
 @click.option("--machine", type=click.Path(dir_okay=False), default=None, help="dpdispatcher machine.json.")
 @click.option("--resources", type=click.Path(dir_okay=False), default=None, help="dpdispatcher resources.json.")
 @click.option("--retries", default=2, show_default=True, help="dpdispatcher: resubmissions of a failed task.")
+@click.option("--check-interval", default=30, show_default=True, help="dpdispatcher: seconds between polls.")
 @click.option("--steps-per-second", type=float, default=None, help="With --dry-run: estimate GPU hours.")
 @click.option("--force", is_flag=True, help="Rerun runs that already have a record.")
 @click.option("--dry-run", is_flag=True, help="List the runs and the cost, do nothing.")
@@ -53,7 +54,7 @@ def _csv(value: str) -> list[str]:
 @results_dir_option
 def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset, pretrained, aux_branch,
         aux_data, aux_prob, steps, batch_size, learning_rate, selection, executor, jobs, machine,
-        resources, retries, steps_per_second, force, dry_run, keep_work, data_dir, splits_dir,
+        resources, retries, check_interval, steps_per_second, force, dry_run, keep_work, data_dir, splits_dir,
         results_dir) -> None:
     """Fine-tune and evaluate: one record per (dataset, split, fold, model, strategy, seed,
     fraction) under results/runs/. Rerunning the same command resumes: finished runs are skipped.
@@ -98,7 +99,8 @@ def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset
     )
     opts = SweepOptions(model, strategy_list, dataset, props, split, folds, seed_list, frac_list, template)
     specs = plan(opts)
-    options = {"jobs": jobs, "machine": machine, "resources": resources, "retries": retries}
+    options = {"jobs": jobs, "machine": machine, "resources": resources, "retries": retries,
+               "check_interval": check_interval}
     ok = execute_sweep(specs, executor, options, force=force, dry_run=dry_run, steps_per_second=steps_per_second)
     if not ok:
         raise click.exceptions.Exit(1)

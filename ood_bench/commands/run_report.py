@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..runner.spec import RunSpec
 
@@ -62,6 +63,6 @@ def execute_sweep(specs: list[RunSpec], executor: str, options: dict[str, Any], 
             EXECUTORS.get(executor).run(todo, result, progress, options)
     console.print(f"done: {len(result.done)}, skipped: {len(result.skipped)}, failed: {len(result.failed)}, "
                   f"conflicts: {len(result.conflicts)}")
-    for key, msg in result.failed:
-        console.print(f"[red]failed[/red] {key.label()}: {msg.splitlines()[0]}")
+    for _key, msg in result.failed:
+        console.print(Text("failed ", style="red") + Text(msg), soft_wrap=True, highlight=False)
     return result.ok
