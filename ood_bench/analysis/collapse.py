@@ -170,9 +170,9 @@ def _pretrained_ref(pre: dict) -> ModelRef:
 
 
 def _train_ids(fold_train: list, key: RunKey) -> list:
-    from ..runner.execute import _subsample
+    from ..runner.execute import subsample_ids
 
-    return list(_subsample(fold_train, key.train_fraction, key.seed))
+    return list(subsample_ids(fold_train, key.train_fraction, key.seed))
 
 
 def _run_label(rec: dict, key: RunKey, multi: bool) -> str:

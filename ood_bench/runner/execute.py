@@ -124,7 +124,7 @@ def _labels(ds: LoadedDataset, target: str, ids: list, where: str) -> np.ndarray
     return y
 
 
-def _subsample(ids: list, fraction: float, seed: int) -> list:
+def subsample_ids(ids: list, fraction: float, seed: int) -> list:
     if not 0 < fraction <= 1:
         raise UsageError(f"--train-fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
@@ -185,7 +185,7 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
     # --- data: only this fold's frames, written once per run -------------------------------
     t0 = time.time()
     st = ds.structures
-    sets = {"train": _subsample(run.fold.train, key.train_fraction, key.seed), "val": run.fold.val,
+    sets = {"train": subsample_ids(run.fold.train, key.train_fraction, key.seed), "val": run.fold.val,
             **run.fold.tests}
     dropped = {}
     systems: dict[str, SystemSet] = {}
