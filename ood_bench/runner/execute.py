@@ -173,6 +173,7 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
     """Run one training + evaluation and write its record; returns the record path."""
     t_start = time.time()
     run = prepare(spec)
+    prepare_seconds = time.time() - t_start
     key, ds, strat = spec.key, run.dataset, run.strategy
     target = ds.spec.target(key.property or None)
     preset = MODELS.get(key.model).preset(spec.preset)
@@ -278,8 +279,10 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
         "pretrained": pre.record(run.aux_branch) if pre is not None and strat.needs_pretrained else None,
         "aux": {"branch": run.aux_branch, "systems": run.aux_systems} if strat.uses_aux else None,
         "environment": {"device": _device(), "host": platform.node()},
-        "timing": {"wall_s": round(time.time() - t_start, 2), "train_s": round(train_seconds, 2),
-                   "eval_s": round(eval_seconds, 2), "peak_train_mem_mb": round(peak_mb, 1)},
+        "timing": {"prepare_s": round(prepare_seconds, 2), "data_s": round(data_seconds, 2),
+                   "train_s": round(train_seconds, 2), "eval_s": round(eval_seconds, 2),
+                   "wall_s": round(time.time() - t_start, 2),
+                   "peak_train_mem_mb": round(peak_mb, 1)},
         "training": {"steps": steps, "selected_step": best_step, "selection": selection,
                      "checkpoint": best_path.name,
                      "model_file": MODEL_FILE, "eval_head": strat.eval_head(),
