@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 from ood_bench.io_utils import read_json
 from ood_bench.records import RunKey
@@ -45,13 +44,14 @@ def main() -> None:
     harness = t["prepare_s"] + t["data_s"] + t["eval_s"] + record_s
     print(f"run: {rec['key']}, n: {rec['data']['n']}")
     print(f"{'prepare (data + split load, validation)':45s} {t['prepare_s']:8.2f} s")
-    print(f"{'fold data (deepmd/npy, ' + str(rec['data']['fold_data_bytes'] // 1024) + ' KiB)':45s} {t['data_s']:8.2f} s")
+    kib = rec["data"]["fold_data_bytes"] // 1024
+    print(f"{f'fold data (deepmd/npy, {kib} KiB)':45s} {t['data_s']:8.2f} s")
     print(f"{'dp --pt train (' + str(args.steps) + ' steps, subprocess wall)':45s} {train:8.2f} s")
     print(f"{'evaluation (DeepEval + metrics)':45s} {t['eval_s']:8.2f} s")
     print(f"{'record writing':45s} {record_s:8.2f} s")
     print(f"harness overhead / training time: {harness / train:.1%} "
-          f"(without evaluation: {(harness - t['eval_s']) / train:.1%}); peak train RSS {t['peak_train_mem_mb']:.0f} MiB")
-    _ = Path(path)
+          f"(without evaluation: {(harness - t['eval_s']) / train:.1%}); "
+          f"peak train RSS {t['peak_train_mem_mb']:.0f} MiB")
 
 
 if __name__ == "__main__":
