@@ -7,6 +7,7 @@ by name; each returns energy (eV), forces (eV/A) and, for crystals, the virial (
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import Structures
+from .errors import OodBenchError
 from .registry import Registry
 
+log = logging.getLogger(__name__)
+
 GPA_TO_EV_A3 = 1.0 / 160.21766208
+
+
+# (structures, on_progress(n_done)) -> labels
+LabelFn = Callable[[Structures, Callable[[int], None]], dict[str, list]]
 
 
 @dataclass(frozen=True)
@@ -24,33 +32,45 @@ class Labeller:
     name: str
     kind: str  # molecules | crystals
     summary: str
-    label: Callable[[Structures], dict[str, list]]
+    label: LabelFn
 
 
 LABELLERS: Registry[Labeller] = Registry("labeller")
 
 
-def _xtb(st: Structures) -> dict[str, list]:
+def _xtb(st: Structures, on_progress: Callable[[int], None]) -> dict[str, list]:
     from ase.units import Bohr, Hartree
+    from tblite.exceptions import TBLiteRuntimeError
     from tblite.interface import Calculator
 
-    energy, force = [], []
-    for sid in st.ids:
+    energy, force, keep = [], [], []
+    for k, sid in enumerate(st.ids):
         z, pos, _ = st.atoms_of(sid)
         calc = Calculator("GFN2-xTB", z.astype(int), pos / Bohr)
         calc.set("verbosity", 0)
-        res = calc.singlepoint()
+        try:
+            res = calc.singlepoint()
+        except TBLiteRuntimeError:  # SCF did not converge for this distorted geometry: leave it out
+            on_progress(1)
+            continue
         energy.append(float(res.get("energy")) * Hartree)
         force.append(-np.asarray(res.get("gradient")) * Hartree / Bohr)
-    return {"energy": energy, "force": force}
+        keep.append(k)
+        on_progress(1)
+    return {"energy": energy, "force": force, "keep": keep}
 
 
-def _chgnet(st: Structures) -> dict[str, list]:
+def _chgnet(st: Structures, on_progress: Callable[[int], None]) -> dict[str, list]:
     from chgnet.model import CHGNet
 
     model = CHGNet.load(verbose=False)
     structures = list(st.iter_pymatgen())
-    preds = model.predict_structure(structures, batch_size=16)
+    preds = []
+    for k in range(0, len(structures), 32):
+        chunk = structures[k:k + 32]
+        out = model.predict_structure(chunk, batch_size=16)
+        preds.extend(out if isinstance(out, list) else [out])
+        on_progress(len(chunk))
     energy, force, virial = [], [], []
     for s, p in zip(structures, preds, strict=True):
         n = len(s)
@@ -88,12 +108,29 @@ def perturb(st: Structures, n_copies: int, sigma: float, strain: float, seed: in
 
 
 def build_aux_set(st: Structures, labeller: str, out: Path, n_copies: int = 2, sigma: float = 0.05,
-                  strain: float = 0.02, seed: int = 0):
-    """Perturb, label and write deepmd systems; returns the ``SystemSet``."""
+                  strain: float = 0.02, seed: int = 0, progress=None):
+    """Perturb, label and write deepmd systems; returns the ``SystemSet``. ``progress`` is an
+    optional rich Progress to report labelling on."""
+    from .deepmd_cli import set_inference_threads
     from .models.deepmd_data import write_systems
 
+    set_inference_threads()  # one thread per calculator: oversubscribed BLAS is many times slower
     lab = LABELLERS.get(labeller)
     pert = perturb(st, n_copies, sigma, strain if lab.kind == "crystals" else 0.0, seed)
-    labels = lab.label(pert)
+    if progress is not None:
+        task = progress.add_task(f"labelling {len(pert)} frames with {lab.summary}", total=len(pert))
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+    else:
+        def advance(n: int) -> None:
+            return None
+    labels = lab.label(pert, advance)
+    keep = labels.pop("keep", None)
+    ids = pert.ids if keep is None else [pert.ids[k] for k in keep]
+    if not ids:
+        raise OodBenchError(f"{lab.name}: no frame could be labelled")
+    if keep is not None and len(ids) < len(pert):
+        log.warning("%s: %d of %d frames not converged, left out", lab.name, len(pert) - len(ids), len(pert))
     arrays = {k: (v if k == "force" else np.asarray(v)) for k, v in labels.items()}
-    return write_systems(out, pert, pert.ids, arrays)
+    return write_systems(out, pert, ids, arrays)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,6 +36,20 @@ def set_inference_threads() -> None:
     """Apply the same thread defaults in-process before torch is imported for inference."""
     for k, v in THREAD_DEFAULTS.items():
         os.environ.setdefault(k, v)
+
+
+_BATCH = re.compile(r"Batch\s+(\d+):")
+
+
+def step_progress(progress: Any, task: Any) -> Callable[[str], None]:
+    """A ``dp_train`` line callback that moves a rich progress task to deepmd's current step."""
+
+    def on_line(line: str) -> None:
+        m = _BATCH.search(line)
+        if m:
+            progress.update(task, completed=int(m.group(1)))
+
+    return on_line
 
 
 def tail(path: Path, n: int = 15) -> str:

@@ -52,14 +52,14 @@ def _sample(ids: list, n: int, rng: np.random.Generator) -> list:
     return [ids[i] for i in sorted(rng.choice(len(ids), n, replace=False))]
 
 
-def build_aux_data(cfg: PretrainConfig, data_dir: str | None, out: Path) -> dict[str, dict[str, Any]]:
+def build_aux_data(cfg: PretrainConfig, data_dir: str | None, out: Path, progress=None) -> dict[str, dict[str, Any]]:
     """Generate and label both auxiliary sets; returns per-branch provenance."""
     rng = np.random.default_rng(cfg.seed)
     qm9 = load_dataset("qm9", data_dir)
     mol_ids = _sample(qm9.ids_with_structures(), cfg.n_molecules, rng)
     t = time.time()
     mol = build_aux_set(qm9.structures.subset(mol_ids), "gfn2-xtb", out / MOLECULE_BRANCH,
-                        n_copies=cfg.n_copies, sigma=0.05, seed=cfg.seed)
+                        n_copies=cfg.n_copies, sigma=0.05, seed=cfg.seed, progress=progress)
     info = {MOLECULE_BRANCH: {"labeller": "gfn2-xtb", "source": "qm9", "n_structures": len(mol_ids),
                               "n_frames": len(mol.ids), "seconds": round(time.time() - t, 1),
                               "systems": [str(s) for s in mol.systems], "virial": False}}
@@ -73,7 +73,7 @@ def build_aux_data(cfg: PretrainConfig, data_dir: str | None, out: Path) -> dict
     crystals = _concat([st.subset(ids) for _, ids, st in parts])
     t = time.time()
     cry = build_aux_set(crystals, "chgnet", out / CRYSTAL_BRANCH, n_copies=cfg.n_copies, sigma=0.03,
-                        strain=0.02, seed=cfg.seed)
+                        strain=0.02, seed=cfg.seed, progress=progress)
     info[CRYSTAL_BRANCH] = {"labeller": "chgnet", "source": "+".join(n for n, _, _ in parts),
                             "n_structures": len(crystals), "n_frames": len(cry.ids),
                             "seconds": round(time.time() - t, 1),
@@ -121,6 +121,14 @@ def multitask_input(aux: dict[str, dict[str, Any]], workdir: Path, cfg: Pretrain
     }
 
 
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True))
+
+
 def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = False) -> Path:
     """Build (or reuse) the stand-in checkpoint; returns its path."""
     out = stand_in_dir()
@@ -138,11 +146,13 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
     if work.exists():
         shutil.rmtree(work)
     t0 = time.time()
-    log.info("labelling auxiliary force-field data (GFN2-xTB molecules, CHGNet crystals)...")
-    aux = build_aux_data(cfg, data_dir, out / "aux")
-    log.info("training the multi-task stand-in for %d steps...", cfg.steps)
-    config = multitask_input(aux, work, cfg)
-    dp_train(config, work, [], label="oodbench pretrain")  # raises with the log tail
+    from .deepmd_cli import step_progress
+
+    with _progress() as progress:
+        aux = build_aux_data(cfg, data_dir, out / "aux", progress)
+        config = multitask_input(aux, work, cfg)
+        task = progress.add_task(f"training the stand-in ({len(aux)} branches)", total=cfg.steps)
+        dp_train(config, work, [], label="oodbench pretrain", on_line=step_progress(progress, task))
     shutil.copyfile(work / "model.ckpt.pt", ckpt)
     meta = {
         "stand_in": True,

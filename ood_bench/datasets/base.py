@@ -172,6 +172,9 @@ class LoadedDataset:
     checksum_status: str
     structures_loader: Callable[[], Structures] = field(repr=False)
     notes: list[str] = field(default_factory=list)
+    # Ids a split file may name: the table's, unless the source is a known subset of a larger id
+    # space (QM9 from qm9pack alone lacks the 3,054 uncharacterised gdb indices).
+    universe: list | None = field(default=None, repr=False)
     _structures: Structures | None = field(default=None, repr=False)
 
     @property
@@ -181,6 +184,10 @@ class LoadedDataset:
     @property
     def ids(self) -> list:
         return self.table.index.tolist()
+
+    @property
+    def known_ids(self) -> list:
+        return self.universe if self.universe is not None else self.ids
 
     def __len__(self) -> int:
         return len(self.table)

@@ -208,7 +208,8 @@ def _load(spec: DatasetSpec, root: Path) -> LoadedDataset:
         st.save(cache)
         return st
 
-    return LoadedDataset(spec, table, source, digest, status, structures, notes)
+    universe = list(range(1, N_ALL + 1)) if coord_files is not None and fixture is None else None
+    return LoadedDataset(spec, table, source, digest, status, structures, notes, universe=universe)
 
 
 DATASETS.add(

@@ -70,7 +70,7 @@ def prepare(spec: RunSpec) -> PreparedRun:
     strategy = STRATEGIES.get(key.strategy)
     ds = load_dataset(key.dataset, spec.data_dir)
     target = ds.spec.target(key.property or None)
-    split = load_split(key.dataset, key.split, spec.splits_dir, known_ids=ds.table.index)
+    split = load_split(key.dataset, key.split, spec.splits_dir, known_ids=ds.known_ids)
     if split.property and split.property != target.name:
         raise UsageError(f"split {key.split} was made for property {split.property}, not {target.name}")
     fold = split.fold(key.fold)

@@ -5,13 +5,13 @@ Shell backend (see ``dispatch.py``). Registered by name; the CLI never branches 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
+from ..deepmd_cli import step_progress
 from ..errors import OodBenchError
 from ..registry import Registry
 from .spec import RunSpec
@@ -31,7 +31,6 @@ class Executor:
 
 
 EXECUTORS: Registry[Executor] = Registry("executor")
-_BATCH = re.compile(r"Batch\s+(\d+):")
 
 
 def _run_one_in_process(spec_json: dict[str, Any]) -> str:
@@ -48,16 +47,12 @@ def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: di
     overall = progress.add_task("runs", total=len(specs))
     if jobs <= 1:
         for spec in specs:
-            steps = spec.steps or 0
+            from ..models import MODELS
+
+            steps = spec.steps or MODELS.get(spec.key.model).preset(spec.preset).steps
             sub = progress.add_task(f"  {spec.key.label()}", total=steps or None)
-
-            def on_line(line: str, sub=sub) -> None:
-                m = _BATCH.search(line)
-                if m:
-                    progress.update(sub, completed=int(m.group(1)))
-
             try:
-                execute(spec, on_line=on_line)
+                execute(spec, on_line=step_progress(progress, sub))
                 result.done.append(spec.key)
             except OodBenchError as exc:
                 result.failed.append((spec.key, str(exc)))
