@@ -182,14 +182,14 @@ def test_train_fraction_subsamples_seeded(env, tmp_path):
 def test_resume_skips_finished_and_force_reruns(env, tmp_path):
     from ood_bench.commands.run_report import execute_sweep
 
-    specs = [spec_for("matbench_dielectric", "scratch", env, tmp_path, fold=f, steps=5) for f in ("0", "1")]
+    specs = [spec_for("matbench_dielectric", "scratch", env, tmp_path, fold="0", steps=5, selection="last")]
     assert execute_sweep(specs, "local", {"jobs": 1})
     paths = [record_path(tmp_path, s.key) for s in specs]
     mtimes = [p.stat().st_mtime_ns for p in paths]
     assert execute_sweep(specs, "local", {"jobs": 1})
     assert [p.stat().st_mtime_ns for p in paths] == mtimes, "finished runs must be skipped"
     # other options: a conflict, not a silent mix
-    other = [spec_for("matbench_dielectric", "scratch", env, tmp_path, fold="0", steps=6)]
+    other = [spec_for("matbench_dielectric", "scratch", env, tmp_path, fold="0", steps=6, selection="last")]
     assert not execute_sweep(other, "local", {"jobs": 1})
     assert execute_sweep(other, "local", {"jobs": 1}, force=True)
     assert read_json(paths[0])["config"]["steps"] == 6
