@@ -35,8 +35,13 @@ def _matbench_available(data_dir: str | None) -> bool:
                for n in ("matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites"))
 
 
+DEFAULT_RESULTS = "results/quickstart"
+
+
 def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_dir: str | None = None,
                    results_dir: str | None = None, console=None) -> dict:
+    """Always runs (``force``): it demonstrates the pipeline, so finished records of an earlier
+    quickstart in its own results folder (default ``results/quickstart``) are replaced."""
     from rich.console import Console
 
     from .cli import cli
@@ -48,6 +53,7 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
     from .splits import split_path
 
     console = console or Console(stderr=True)
+    results_dir = results_dir or DEFAULT_RESULTS
     t0 = time.time()
     timings: dict[str, float] = {}
 
@@ -82,7 +88,7 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
                 results_dir=results_dir)
         for s in cfg.strategies
     ]
-    ok = execute_sweep(specs, "local", {"jobs": 1}, console=console)
+    ok = execute_sweep(specs, "local", {"jobs": 1}, force=True, console=console)
     timings["runs_s"] = time.time() - t
 
     console.rule("4/4  leaderboard")
@@ -92,4 +98,4 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
     timings["total_s"] = time.time() - t0
     console.print(f"leaderboard: {out.get('markdown')}")
     console.print("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
-    return {"ok": ok, "leaderboard": out, "timings": timings, "records_dir": str(Path(results_dir or "results"))}
+    return {"ok": ok, "leaderboard": out, "timings": timings, "records_dir": str(Path(results_dir))}

@@ -32,10 +32,22 @@ class RunSpec:
     keep_work: bool = False
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """Options that change the result; a record made with others is not this run."""
-        return {k: getattr(self, k) for k in ("preset", "pretrained", "aux_branch", "aux_data",
-                                              "aux_prob", "steps", "batch_size", "learning_rate",
-                                              "selection")}
+        """Options that change the result; a record made with others is not this run. The
+        checkpoint counts by content (sha256), not by name: a rebuilt stand-in is a new model."""
+        fields = {k: getattr(self, k) for k in ("preset", "pretrained", "aux_branch", "aux_data",
+                                                "aux_prob", "steps", "batch_size", "learning_rate",
+                                                "selection")}
+        fields["pretrained_sha256"] = self.pretrained_sha256()
+        return fields
+
+    def pretrained_sha256(self) -> str | None:
+        from ..pretrained import load_pretrained
+        from ..strategies import STRATEGIES
+        from .execute import default_pretrained
+
+        if not (STRATEGIES.get(self.key.strategy).needs_pretrained or self.pretrained):
+            return None
+        return load_pretrained(self.pretrained or default_pretrained(self.preset)).sha256
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True, default=str)
