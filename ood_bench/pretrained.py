@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataMissingError, UsageError
+from .errors import CorruptFileError, DataMissingError, UsageError
 from .io_utils import sha256_file
 from .paths import cache_dir
 
@@ -103,16 +103,12 @@ def _model_params(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        from .errors import CorruptFileError
-
         raise CorruptFileError(f"{path}: not a readable deepmd checkpoint ({type(exc).__name__})") from None
     if "model" in state:
         state = state["model"]
     try:
         return state["_extra_state"]["model_params"]
     except (KeyError, TypeError):
-        from .errors import CorruptFileError
-
         raise CorruptFileError(f"{path}: no model_params in checkpoint (not a deepmd-kit PyTorch .pt)") from None
 
 

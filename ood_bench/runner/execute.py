@@ -190,16 +190,16 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
             **run.fold.tests}
     dropped = {}
     systems: dict[str, SystemSet] = {}
-    labels: dict[str, np.ndarray] = {}
-    present: dict[str, list] = {}
+    y_true: dict[str, np.ndarray] = {}  # labels in the order deepmd systems (and predict) yield ids
     for name, ids in sets.items():
-        have = present[name] = [i for i in ids if i in st]
+        have = [i for i in ids if i in st]
         dropped[name] = len(ids) - len(have)
         if not have:
             raise OodBenchError(f"{key.label()}: set '{name}' has no structures")
         y = _labels(ds, target.name, have, f"{key.dataset} {name}")
-        labels[name] = y
         systems[name] = write_systems(work / "data" / name, st, have, {target.name: y[:, None]})
+        truth = dict(zip(have, y, strict=True))
+        y_true[name] = np.array([truth[i] for i in systems[name].ids])
     data_seconds = time.time() - t0
     data_bytes = sum(s.nbytes() for s in systems.values())
 
@@ -237,9 +237,8 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
     best = None
     for step, path in candidates:
         model = load_model(path, strat.eval_head())
-        ids_v, yv = predict(model, systems["val"])
-        truth_v = dict(zip(present["val"], labels["val"], strict=True))
-        rmse = regression_metrics([truth_v[i] for i in ids_v], yv)["rmse"]
+        _, yv = predict(model, systems["val"])
+        rmse = regression_metrics(y_true["val"], yv)["rmse"]
         selection.append({"step": step, "val_rmse": rmse})
         if best is None or rmse < best[0]:
             best = (rmse, step, path, model)
@@ -250,9 +249,7 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
         if name == "train":
             continue
         ids, yp = predict(model, sset)
-        truth = dict(zip(present[name], labels[name], strict=True))
-        y_true = np.array([truth[i] for i in ids])
-        predictions[name] = {"id": ids, "y_true": y_true.tolist(), "y_pred": yp.tolist()}
+        predictions[name] = {"id": ids, "y_true": y_true[name].tolist(), "y_pred": yp.tolist()}
     eval_seconds = time.time() - t0
 
     record = {
