@@ -35,3 +35,36 @@ def splits_dir(option: str | Path | None = None) -> Path:
 
 def results_dir(option: str | Path | None = None) -> Path:
     return Path(option or os.environ.get("OODBENCH_RESULTS_DIR") or "results").resolve()
+
+
+def portable_roots(data: str | Path | None = None, splits: str | Path | None = None,
+                   results: str | Path | None = None) -> list[tuple[str, str]]:
+    """(absolute prefix, portable name) pairs, most specific first: what a committed file says
+    instead of this machine's paths."""
+    import sys
+
+    pairs = [(results_dir(results), "results"), (splits_dir(splits), "splits"),
+             (data_dir(data), "$OODBENCH_DATA_DIR"), (cache_dir(), "$OODBENCH_CACHE_DIR"),
+             (Path(sys.prefix).resolve(), "$PYTHON_PREFIX"), (Path.cwd().resolve(), "."),
+             (Path.home().resolve(), "~")]
+    seen, out = set(), []
+    for path, name in sorted(pairs, key=lambda p: -len(str(p[0]))):
+        if str(path) not in seen and str(path) != "/":
+            seen.add(str(path))
+            out.append((str(path), name))
+    return out
+
+
+def portable(obj, roots: list[tuple[str, str]]):
+    """``obj`` (JSON-like) with every string's absolute prefixes replaced by their portable names."""
+    if isinstance(obj, str):
+        if "/" not in obj:
+            return obj
+        for prefix, name in roots:
+            obj = obj.replace(prefix + "/", name + "/").replace(prefix, name) if prefix in obj else obj
+        return obj
+    if isinstance(obj, dict):
+        return {k: portable(v, roots) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [portable(v, roots) for v in obj]
+    return obj

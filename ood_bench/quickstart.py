@@ -44,10 +44,10 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
     quickstart in its own results folder (default ``results/quickstart``) are replaced."""
     from rich.console import Console
 
+    from .backends.deepmd.pretrain import PretrainConfig, pretrain
     from .cli import cli
     from .commands.run_report import execute_sweep
     from .leaderboard import build_leaderboard
-    from .pretrain import PretrainConfig, pretrain
     from .records import RunKey
     from .runner.spec import RunSpec
     from .splits import split_path

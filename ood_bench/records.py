@@ -32,18 +32,21 @@ class RunKey:
     seed: int
     train_fraction: float = 1.0
     property: str = ""
+    # Options that make a different run of the same model and strategy (a non-default preset...),
+    # as a short canonical string; runs with different variants coexist.
+    variant: str = ""
+
+    def run_name(self) -> str:
+        return f"{self.model}-{self.strategy}" + (f"+{self.variant}" if self.variant else "")
 
     def relpath(self) -> Path:
         frac = f"{self.train_fraction:g}"
         target = self.property or "target"
-        return (
-            Path(self.dataset) / target / self.split / f"{self.model}-{self.strategy}"
-            / f"fold{self.fold}-seed{self.seed}-frac{frac}"
-        )
+        return Path(self.dataset) / target / self.split / self.run_name() / f"fold{self.fold}-seed{self.seed}-frac{frac}"
 
     def label(self) -> str:
         return (f"{self.dataset}/{self.property or '-'}/{self.split}/fold {self.fold}/"
-                f"{self.model}-{self.strategy}/seed {self.seed}/frac {self.train_fraction:g}")
+                f"{self.run_name()}/seed {self.seed}/frac {self.train_fraction:g}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +57,7 @@ class RunKey:
             dataset=str(d["dataset"]), split=str(d["split"]), fold=str(d["fold"]),
             model=str(d["model"]), strategy=str(d["strategy"]), seed=int(d["seed"]),
             train_fraction=float(d.get("train_fraction", 1.0)), property=str(d.get("property", "")),
+            variant=str(d.get("variant", "")),
         )
 
 

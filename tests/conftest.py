@@ -39,8 +39,8 @@ def session_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def stand_in(session_cache, fixture_data):
     """A tiny two-branch stand-in pretrained model built from the fixture data (~40 s)."""
-    from ood_bench.pretrain import PretrainConfig, pretrain
-    from ood_bench.pretrained import load_pretrained
+    from ood_bench.backends.deepmd.pretrain import PretrainConfig, pretrain
+    from ood_bench.backends.deepmd.pretrained import load_pretrained
 
     path = pretrain(PretrainConfig(n_molecules=80, n_crystals=45, n_copies=2, steps=40), str(fixture_data))
     load_pretrained.cache_clear()

@@ -178,7 +178,7 @@ def qm9(fixture_data):
 def test_edge_hook_matches_geometry_and_atom_permutation(models, qm9):
     """Every C-H/C-O edge of a molecule is read out, and an edge's embedding follows its atoms
     when the atoms are permuted: the row <-> (i, j) bookkeeping is right."""
-    from ood_bench.analysis.representations import RepresentationModel, Requests
+    from ood_bench.backends.deepmd.representations import RepresentationModel, Requests
     from ood_bench.datasets import Structures
 
     st = qm9.structures
@@ -218,8 +218,8 @@ def test_edge_hook_matches_geometry_and_atom_permutation(models, qm9):
 @pytest.mark.slow
 def test_node_descriptors_equal_deepmd_inference_api(models, qm9):
     """The hooked, non-TorchScript model gives the same per-atom descriptors as DeepEval."""
-    from ood_bench.analysis.representations import RepresentationModel, Requests
-    from ood_bench.runner.predict import load_model
+    from ood_bench.backends.deepmd.predict import load_model
+    from ood_bench.backends.deepmd.representations import RepresentationModel, Requests
 
     st = qm9.structures
     sid = next(i for i in qm9.ids if i in st)

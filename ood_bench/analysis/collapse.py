@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DataMissingError, OodBenchError, UsageError
 from ..records import RunKey
+from ..strategies import STRATEGIES
 from . import labels as lab
 from .metrics import davies_bouldin, tsne_2d, wasserstein1
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "oodbench-collapse/1"
 KEY_FIELDS = ("dataset", "split", "fold", "model", "strategy", "seed", "train_fraction", "property")
-STRATEGY_ORDER = ("scratch", "lp", "ft", "mft")
 SET_LABELS = {"train": "train", "id_test": "ID", "ood_test": "OOD", "test": "test (OOD)"}
 
 
@@ -82,7 +82,7 @@ def select_records(records: Sequence[dict], filters: dict[str, set[str]]) -> lis
 
 
 def _strategy_rank(name: str) -> tuple[int, str]:
-    return (STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER), name)
+    return (STRATEGIES.get(name).order if name in STRATEGIES else 1000, name)
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class Group:
 
 
 def _pretrained_ref(pre: dict) -> ModelRef:
-    from ..pretrained import load_pretrained
+    from ..backends.deepmd.pretrained import load_pretrained
 
     path = Path(pre["path"])
     if not path.exists():
@@ -332,7 +332,7 @@ class ModelReps:
 
 
 def _read(ref: ModelRef, structures, samples: Samples, label: str, reporter: Reporter) -> ModelReps:
-    from .representations import RepresentationModel, Requests
+    from ..backends.deepmd.representations import RepresentationModel, Requests
 
     w1_keys = list(samples.w1)
     a_struct = np.concatenate([samples.node_struct, *[samples.w1[k][0] for k in w1_keys]])
@@ -446,9 +446,9 @@ def analyze_group(group: Group, structures, fold, test_sets: list[str], max_per_
                 else:
                     w1[set_name] = wasserstein1(a, b)
                 advance(1)
-            if run.key.strategy == "scratch":
-                run_notes.append("scratch: compared with the pretrained model of the other runs (never "
-                                 "initialised from it)")
+            if not STRATEGIES.get(run.key.strategy).needs_pretrained:
+                run_notes.append(f"{run.key.strategy}: compared with the pretrained model of the other runs "
+                                 "(never initialised from it)")
             ratio = {what: (db[name][what] / db["pretrained"][what]
                             if db[name][what] is not None and db["pretrained"][what] else None)
                      for what in ("node", "edge")}

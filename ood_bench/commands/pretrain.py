@@ -24,8 +24,8 @@ def pretrain(steps, n_molecules, n_crystals, copies, seed, force, data_dir) -> N
       oodbench pretrain --steps 1500
       oodbench run --strategy mft --dataset qm9 --pretrained oodbench-tiny
     """
-    from ..pretrain import PretrainConfig
-    from ..pretrain import pretrain as build
+    from ..backends.deepmd.pretrain import PretrainConfig
+    from ..backends.deepmd.pretrain import pretrain as build
 
     path = build(PretrainConfig(n_molecules=n_molecules, n_crystals=n_crystals, n_copies=copies,
                                 steps=steps, seed=seed), data_dir, force=force)

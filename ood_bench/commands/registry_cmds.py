@@ -7,7 +7,7 @@ import click
 
 @click.command("models")
 def models() -> None:
-    """List registered models and their presets.
+    """List registered models: backend, strategies they run, presets.
 
     \b
     Example:
@@ -17,8 +17,11 @@ def models() -> None:
 
     for name, spec in MODELS.items():
         click.echo(f"{name}: {spec.summary}")
+        click.echo(f"    backend {spec.backend}, version {spec.version}; strategies: "
+                   f"{', '.join(spec.supported_strategies())} (default {spec.default_strategy})")
         for p in spec.presets.values():
-            click.echo(f"    preset {p.name}: {p.summary}")
+            default = " (default)" if p.name == spec.default_preset else ""
+            click.echo(f"    preset {p.name}{default}: {p.summary}")
 
 
 @click.command("strategies")
@@ -34,7 +37,7 @@ def strategies() -> None:
     for name, s in STRATEGIES.items():
         needs = " (needs a pretrained model)" if s.needs_pretrained else ""
         aux = " + auxiliary force-field data" if s.uses_aux else ""
-        click.echo(f"{name}: {s.summary}{needs}{aux}")
+        click.echo(f"{name} ({s.label}): {s.summary}{needs}{aux}; backends: {', '.join(s.backends)}")
 
 
 def register(cli: click.Group) -> None:

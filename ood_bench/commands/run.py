@@ -13,8 +13,9 @@ def _csv(value: str) -> list[str]:
 
 @click.command("run")
 @click.option("--model", default="dpa3", show_default=True, help="Registered model (see `oodbench models`).")
-@click.option("--strategy", "strategies", default="ft", show_default=True,
-              help="Strategy or comma list: scratch, lp, ft, mft (see `oodbench strategies`).")
+@click.option("--strategy", "strategies", default=None,
+              help="Strategy or comma list: scratch, lp, ft, mft (see `oodbench strategies`) "
+                   "[default: the model's, e.g. ft for dpa3, scratch for the reference baselines].")
 @click.option("--dataset", required=True, help="qm9, matbench_dielectric, matbench_log_gvrh, matbench_perovskites.")
 @click.option("--property", "prop", default=None,
               help="Target; QM9: mu, alpha, homo, lumo, gap, r2, zpve, Cv or 'all' "
@@ -26,7 +27,9 @@ def _csv(value: str) -> list[str]:
 @click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
 @click.option("--train-fraction", "fractions", default="1", show_default=True,
               help="Comma list of training-set fractions (seeded subsamples) for data-efficiency curves.")
-@click.option("--preset", default="tiny", show_default=True, help="Model preset: tiny (CPU) or paper (Table 8).")
+@click.option("--preset", default=None,
+              help="Model preset, e.g. tiny (CPU) or paper (Table 8) for dpa3 [default: the model's; see "
+                   "`oodbench models`].")
 @click.option("--pretrained", default=None,
               help="Checkpoint path, a deepmd-kit registry name (DPA-3.1-3M) or oodbench-tiny "
                    "[default: DPA-3.1-3M for paper, oodbench-tiny for tiny].")
@@ -62,6 +65,7 @@ def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset
     \b
     Examples:
       oodbench run --model dpa3 --strategy mft --dataset qm9 --property gap
+      oodbench run --model rf-scm-magpie --dataset matbench_dielectric --split random
       oodbench run --strategy ft,mft --dataset matbench_dielectric --split omee2024-LOCO \\
           --folds all --seeds 0,1,2 --preset paper --pretrained DPA-3.1-3M --aux-branch Omat24 \\
           --aux-data /data/omat24_deepmd
@@ -70,17 +74,18 @@ def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset
     """
     from ..datasets import get_spec
     from ..errors import UsageError
+    from ..models import MODELS
     from ..records import RunKey
     from ..runner.executors import EXECUTORS
     from ..runner.spec import RunSpec
     from ..runner.sweep import SweepOptions, plan
-    from ..strategies import STRATEGIES
     from .run_report import execute_sweep
 
     spec = get_spec(dataset)
-    strategy_list = _csv(strategies)
+    model_spec = MODELS.get(model)
+    strategy_list = _csv(strategies) if strategies else [model_spec.default_strategy]
     for s in strategy_list:
-        STRATEGIES.get(s)
+        model_spec.check_strategy(s)
     EXECUTORS.get(executor)
     if prop == "all":
         props = [t.name for t in spec.targets]

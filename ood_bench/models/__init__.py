@@ -1,5 +1,5 @@
-"""Model registry: ``MODELS`` maps a name (``dpa3``) to its presets; one module per model."""
+"""Model registry: ``MODELS`` maps a name to its backend and presets; one module per model."""
 
-from .base import MODELS, ModelSpec, Preset
+from .base import MODELS, ModelSpec, label_of
 
-__all__ = ["MODELS", "ModelSpec", "Preset"]
+__all__ = ["MODELS", "ModelSpec", "label_of"]

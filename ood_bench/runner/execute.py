@@ -1,15 +1,16 @@
-"""Execute one run: build the fold's deepmd data, train with deepmd-kit, select a checkpoint on
-validation, predict every evaluation set, and write one self-describing record atomically.
+"""Execute one run, model-agnostically: resolve it, hand the fold's labelled sets to the model's
+backend to train, select a candidate on validation only, predict every evaluation set, and write
+one self-describing record atomically, last (after the log and the model file).
 
-A run that dies leaves only its work folder (no record), so rerunning redoes it from scratch.
+A run that dies leaves only its work folder (no new record), so rerunning redoes it from scratch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,22 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..datasets import LoadedDataset, load_dataset
+from ..backends import Backend, Candidate, EvalSet, FoldInputs, Resolution, Trained, backend_for
+from ..datasets import LoadedDataset, TargetInfo, load_dataset
 from ..errors import OodBenchError, UsageError
 from ..evaluate import evaluate_sets, regression_metrics
-from ..models import MODELS
-from ..models.deepmd_data import SystemSet, full_type_map, write_systems
+from ..io_utils import atomic_write_bytes
+from ..models import MODELS, ModelSpec
+from ..paths import portable, portable_roots
 from ..paths import results_dir as resolve_results
-from ..pretrained import STAND_IN, PretrainedModel, load_pretrained
 from ..records import FORMAT, record_path, write_record
 from ..splits import Fold, load_split
-from ..strategies import STRATEGIES, RunContext, Strategy
-from .predict import list_checkpoints, load_model, predict
+from ..strategies import STRATEGIES, Strategy
+from ..versions import run_versions
+from .identity import fingerprint_of
 from .spec import RunSpec
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -41,32 +42,46 @@ class PreparedRun:
     """Everything resolved and validated before any training (cheap: seconds)."""
 
     spec: RunSpec
-    dataset: LoadedDataset
+    model: ModelSpec
+    backend: Backend
     strategy: Strategy
+    dataset: LoadedDataset
+    target: TargetInfo
     fold: Fold
     split_sha256: str
     split_path: str
-    pretrained: PretrainedModel | None
-    aux_branch: str | None
-    aux_systems: list[str]
-    aux_has_virial: bool
+    resolution: Resolution
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.spec, self.resolution.identity)
 
 
 def default_split(dataset_kind: str, prop: str) -> str:
     return f"boom-{prop}" if dataset_kind == "molecules" else "omee2024-LOCO"
 
 
-def default_pretrained(preset: str) -> str:
-    return "DPA-3.1-3M" if preset == "paper" else STAND_IN
+def with_default_preset(spec: RunSpec) -> RunSpec:
+    """The preset by name, so a default and an explicit default are the same run; a non-default
+    preset is the run's variant (its records live apart from the default's)."""
+    model = MODELS.get(spec.key.model)
+    preset = spec.preset or model.default_preset
+    variant = "" if preset == model.default_preset else preset
+    if spec.preset == preset and spec.key.variant == variant:
+        return spec
+    return dataclasses.replace(spec, preset=preset, key=dataclasses.replace(spec.key, variant=variant))
 
 
 def prepare(spec: RunSpec) -> PreparedRun:
-    """Resolve and validate a run: dataset, split file, fold, strategy, checkpoint, branches.
+    """Resolve and validate a run: model, strategy, dataset, split file, fold, the backend's options.
 
     Every problem surfaces here as a one-line error, before anything is queued or trained.
     """
+    spec = with_default_preset(spec)
     key = spec.key
-    MODELS.get(key.model).preset(spec.preset)
+    model = MODELS.get(key.model)
+    model.check_strategy(key.strategy)
+    model.preset(spec.preset)
     strategy = STRATEGIES.get(key.strategy)
     ds = load_dataset(key.dataset, spec.data_dir)
     target = ds.spec.target(key.property or None)
@@ -74,42 +89,20 @@ def prepare(spec: RunSpec) -> PreparedRun:
     if split.property and split.property != target.name:
         raise UsageError(f"split {key.split} was made for property {split.property}, not {target.name}")
     fold = split.fold(key.fold)
-    pretrained = None
-    if strategy.needs_pretrained or spec.pretrained:
-        pretrained = load_pretrained(spec.pretrained or default_pretrained(spec.preset))
-    aux_branch, aux_systems, aux_virial = None, [], False
-    if strategy.uses_aux:
-        assert pretrained is not None
-        aux_branch = pretrained.check_branch(spec.aux_branch or pretrained.default_aux_branch(ds.spec.kind))
-        if spec.aux_data:
-            aux_systems = _expand_systems(spec.aux_data)
-        else:
-            info = pretrained.meta.get("aux_data", {}).get(aux_branch)
-            if not info:
-                raise UsageError(f"pass --aux-data (deepmd-format force-field data for branch {aux_branch})")
-            aux_systems = info["systems"]
-            missing = [s for s in aux_systems if not Path(s).exists()]
-            if missing:
-                raise OodBenchError(f"auxiliary data {missing[0]} is gone; rerun `oodbench pretrain --force`")
-        aux_virial = any(Path(s).glob("set.*/virial.npy") for s in aux_systems)
-    elif spec.aux_branch:
-        assert pretrained is not None
-        pretrained.check_branch(spec.aux_branch)
-    return PreparedRun(spec, ds, strategy, fold, split.sha256, str(split.path), pretrained,
-                       aux_branch, aux_systems, aux_virial)
+    backend = backend_for(model)
+    resolution = backend.resolve(spec, model, strategy, ds)
+    return PreparedRun(spec, model, backend, strategy, ds, target, fold, split.sha256, str(split.path), resolution)
 
 
-def _expand_systems(paths: list[str]) -> list[str]:
-    """A deepmd system is a folder with ``type.raw``; a parent folder stands for all below it."""
-    out: list[str] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise UsageError(f"--aux-data {p}: no such folder")
-        found = [p] if (p / "type.raw").exists() else sorted(t.parent for t in p.rglob("type.raw"))
-        if not found:
-            raise UsageError(f"--aux-data {p}: no deepmd systems (folders with type.raw) inside")
-        out.extend(str(f.resolve()) for f in found)
-    return out
+def subsample_ids(ids: list, fraction: float, seed: int) -> list:
+    if not 0 < fraction <= 1:
+        raise UsageError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return ids
+    n = max(1, int(round(fraction * len(ids))))
+    rng = np.random.default_rng([seed, int(round(fraction * 1e6))])
+    keep = np.sort(rng.choice(len(ids), n, replace=False))
+    return [ids[i] for i in keep]
 
 
 def _labels(ds: LoadedDataset, target: str, ids: list, where: str) -> np.ndarray:
@@ -124,179 +117,142 @@ def _labels(ds: LoadedDataset, target: str, ids: list, where: str) -> np.ndarray
     return y
 
 
-def subsample_ids(ids: list, fraction: float, seed: int) -> list:
-    if not 0 < fraction <= 1:
-        raise UsageError(f"--train-fraction must be in (0, 1], got {fraction}")
-    if fraction == 1:
-        return ids
-    n = max(1, int(round(fraction * len(ids))))
-    rng = np.random.default_rng([seed, int(round(fraction * 1e6))])
-    keep = np.sort(rng.choice(len(ids), n, replace=False))
-    return [ids[i] for i in keep]
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=False)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    def v(pkg: str) -> str | None:
-        try:
-            return version(pkg)
-        except Exception:
-            return None
-
-    return {"oodbench": __version__, "oodbench_commit": _git_commit(), "deepmd-kit": v("deepmd-kit"),
-            "torch": v("torch"), "numpy": v("numpy"), "python": platform.python_version()}
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name(0)}"
-    return f"cpu ({platform.processor() or platform.machine()})"
+def fold_sets(run: PreparedRun) -> tuple[dict[str, EvalSet], dict[str, int], dict[str, int]]:
+    """The fold's sets (train subsampled) restricted to ids with a structure, with their labels;
+    plus each set's size in the split and how many ids were dropped for lack of a structure."""
+    key, ds = run.spec.key, run.dataset
+    wanted = {"train": subsample_ids(run.fold.train, key.train_fraction, key.seed), "val": run.fold.val,
+              **run.fold.tests}
+    st = ds.structures
+    sets, n, dropped = {}, {}, {}
+    for name, ids in wanted.items():
+        have = [i for i in ids if i in st]
+        n[name], dropped[name] = len(ids), len(ids) - len(have)
+        if not have:
+            raise OodBenchError(f"{key.label()}: set '{name}' has no structures")
+        sets[name] = EvalSet(name, have, _labels(ds, run.target.name, have, f"{key.dataset} {name}"))
+    return sets, n, dropped
 
 
 def work_dir(spec: RunSpec) -> Path:
     return resolve_results(spec.results_dir) / "work" / spec.key.relpath()
 
 
-def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path:
-    """Run one training + evaluation and write its record; returns the record path."""
-    t_start = time.time()
-    run = prepare(spec)
-    prepare_seconds = time.time() - t_start
-    key, ds, strat = spec.key, run.dataset, run.strategy
-    target = ds.spec.target(key.property or None)
-    preset = MODELS.get(key.model).preset(spec.preset)
-    results = resolve_results(spec.results_dir)
-    work = work_dir(spec)
-    if work.exists():
-        shutil.rmtree(work)  # leftovers of a killed attempt: redo from scratch
-    work.mkdir(parents=True)
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)  # leftovers of a killed attempt: redo from scratch
+    path.mkdir(parents=True)
+    return path
 
-    # --- data: only this fold's frames, written once per run -------------------------------
-    t0 = time.time()
-    st = ds.structures
-    sets = {"train": subsample_ids(run.fold.train, key.train_fraction, key.seed), "val": run.fold.val,
-            **run.fold.tests}
-    dropped = {}
-    systems: dict[str, SystemSet] = {}
-    y_true: dict[str, np.ndarray] = {}  # labels in the order deepmd systems (and predict) yield ids
-    for name, ids in sets.items():
-        have = [i for i in ids if i in st]
-        dropped[name] = len(ids) - len(have)
-        if not have:
-            raise OodBenchError(f"{key.label()}: set '{name}' has no structures")
-        y = _labels(ds, target.name, have, f"{key.dataset} {name}")
-        systems[name] = write_systems(work / "data" / name, st, have, {target.name: y[:, None]})
-        truth = dict(zip(have, y, strict=True))
-        y_true[name] = np.array([truth[i] for i in systems[name].ids])
-    data_seconds = time.time() - t0
-    data_bytes = sum(s.nbytes() for s in systems.values())
 
-    # --- train -----------------------------------------------------------------------------
-    pre = run.pretrained
-    descriptor = pre.descriptor if pre is not None else preset.descriptor
-    steps = spec.steps or preset.steps
-    if strat.uses_aux and ds.spec.kind == "crystals" and spec.steps is None:
-        steps = preset.extra.get("steps_mft_crystals", steps)
-    ctx = RunContext(
-        target=target, dataset_kind=ds.spec.kind, preset=preset, descriptor=descriptor,
-        type_map=pre.type_map if pre is not None else full_type_map(),
-        train_systems=[str(s) for s in systems["train"].systems],
-        val_systems=[str(s) for s in systems["val"].systems],
-        workdir=work, steps=steps, batch_size=spec.batch_size or preset.batch_size,
-        start_lr=spec.learning_rate or preset.start_lr, seed=key.seed, pretrained=pre,
-        aux_branch=run.aux_branch, aux_systems=run.aux_systems, aux_has_virial=run.aux_has_virial,
-        aux_prob=spec.aux_prob, aux_batch_size=preset.aux_batch_size,
-    )
-    config = strat.build_input(ctx)
-    args = strat.train_args(ctx)
-    from ..deepmd_cli import dp_train, read_lcurve
+def select(run: PreparedRun, inputs: FoldInputs, trained: Trained) -> tuple[Candidate, list[dict[str, Any]]]:
+    """The candidate with the lowest validation RMSE (``--select last``: the last one)."""
+    candidates = trained.candidates if run.spec.selection == "best_val" else trained.candidates[-1:]
+    val = inputs.sets["val"]
+    scored = []
+    for cand in candidates:
+        rmse = regression_metrics(val.y, run.backend.predict(inputs, trained, cand, val))["rmse"]
+        scored.append({"step": cand.step, "candidate": cand.name, "val_rmse": rmse})
+    best = min(range(len(scored)), key=lambda i: scored[i]["val_rmse"])
+    return candidates[best], scored
 
-    t0 = time.time()
-    train_log, peak_mb = dp_train(config, work, args, label=key.label(), on_line=on_line)
-    train_seconds = time.time() - t0
 
-    # --- select on validation only, then predict every set ------------------------------------
-    t0 = time.time()
-    ckpts = list_checkpoints(work)
-    if not ckpts:
-        raise OodBenchError(f"{key.label()}: deepmd wrote no checkpoint (see {train_log})")
-    candidates = ckpts if spec.selection == "best_val" else ckpts[-1:]
-    selection = []
-    best = None
-    for step, path in candidates:
-        model = load_model(path, strat.eval_head())
-        _, yv = predict(model, systems["val"])
-        rmse = regression_metrics(y_true["val"], yv)["rmse"]
-        selection.append({"step": step, "val_rmse": rmse})
-        if best is None or rmse < best[0]:
-            best = (rmse, step, path, model)
-    assert best is not None
-    _, best_step, best_path, model = best
-    predictions = {}
-    for name, sset in systems.items():
+def predict_sets(run: PreparedRun, inputs: FoldInputs, trained: Trained, best: Candidate) -> dict[str, Any]:
+    out = {}
+    for name, eval_set in inputs.sets.items():
         if name == "train":
             continue
-        ids, yp = predict(model, sset)
-        predictions[name] = {"id": ids, "y_true": y_true[name].tolist(), "y_pred": yp.tolist()}
-    eval_seconds = time.time() - t0
+        y = run.backend.predict(inputs, trained, best, eval_set)
+        out[name] = {"id": list(eval_set.ids), "y_true": eval_set.y.tolist(), "y_pred": np.asarray(y).tolist()}
+    return out
 
-    record = {
-        "format": FORMAT,
-        "status": "complete",
-        "key": key.to_dict(),
-        "config": {
-            "preset": spec.preset, "unit": target.unit, "target_kind": target.kind,
-            "strategy_label": strat.label, "steps": steps, "batch_size": ctx.batch_size,
-            "learning_rate": ctx.start_lr, "aux_prob": spec.aux_prob if strat.uses_aux else None,
-            "selection": spec.selection, "fingerprint": spec.fingerprint(), "spec": spec.to_json(),
-            "deepmd_input": config, "dp_train_args": args,
-            "architecture_from": pre.name if pre is not None else f"preset {spec.preset}",
-        },
-        "versions": _versions(),
-        "data": {
-            "dataset_source": ds.source, "dataset_sha256": ds.sha256, "dataset_checksum_status": ds.checksum_status,
-            "split_file": run.split_path, "split_sha256": run.split_sha256,
-            "n": {k: len(v) for k, v in sets.items()}, "n_train": len(sets["train"]) - dropped["train"],
-            "dropped_without_structure": dropped,
-            "fold_data_bytes": data_bytes, "fold_data_seconds": round(data_seconds, 3),
-        },
-        # Scratch may borrow a checkpoint's architecture, never its weights: not "pretrained".
-        "pretrained": pre.record(run.aux_branch) if pre is not None and strat.needs_pretrained else None,
-        "aux": {"branch": run.aux_branch, "systems": run.aux_systems} if strat.uses_aux else None,
-        "environment": {"device": _device(), "host": platform.node()},
-        "timing": {"prepare_s": round(prepare_seconds, 2), "data_s": round(data_seconds, 2),
-                   "train_s": round(train_seconds, 2), "eval_s": round(eval_seconds, 2),
-                   "wall_s": round(time.time() - t_start, 2),
-                   "peak_train_mem_mb": round(peak_mb, 1)},
-        "training": {"steps": steps, "selected_step": best_step, "selection": selection,
-                     "checkpoint": best_path.name,
-                     "model_file": MODEL_FILE, "eval_head": strat.eval_head(),
-                     "learning_curve": read_lcurve(work / "lcurve.out")},
-        "predictions": predictions,
-        "metrics": evaluate_sets(predictions),
-    }
-    out = record_path(results, key)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(train_log, out.parent / "train.log")
-    # The selected model stays beside its record (git-ignored) for analysis and reuse.
-    shutil.copyfile(best_path, out.parent / MODEL_FILE)
-    path = write_record(results, record)
-    if not spec.keep_work:
+
+def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path:
+    """Run one training + evaluation and write its record; returns the record path."""
+    timing: dict[str, float] = {}
+    t_start = time.time()
+    run = prepare(spec)
+    timing["prepare_s"] = time.time() - t_start
+    work = _fresh(work_dir(run.spec))
+    sets, n, dropped = fold_sets(run)
+    preset = run.model.preset(run.spec.preset)
+    inputs = FoldInputs(run.spec, run.model, run.strategy, run.dataset, run.target, sets, work, run.resolution, preset)
+    t0 = time.time()
+    trained = run.backend.train(inputs, on_line=on_line)
+    timing["train_s"] = time.time() - t0 - trained.data.get("fold_data_seconds", 0.0)
+    timing["data_s"] = trained.data.get("fold_data_seconds", 0.0)
+    t0 = time.time()
+    best, scored = select(run, inputs, trained)
+    predictions = predict_sets(run, inputs, trained, best)
+    timing["eval_s"] = time.time() - t0
+    timing["wall_s"] = time.time() - t_start
+    record = build_record(run, trained, best, scored, predictions, n, dropped, timing)
+    path = finalize(run, trained, best, record)
+    if not run.spec.keep_work:
+        results = resolve_results(run.spec.results_dir)
         shutil.rmtree(work, ignore_errors=True)
         _prune_empty(work.parent, results / "work")
     return path
+
+
+def build_record(run: PreparedRun, trained: Trained, best: Candidate, scored: list[dict[str, Any]],
+                 predictions: dict[str, Any], n: dict[str, int], dropped: dict[str, int],
+                 timing: dict[str, float]) -> dict[str, Any]:
+    spec, ds = run.spec, run.dataset
+    return {
+        "format": FORMAT,
+        "status": "complete",
+        "key": spec.key.to_dict(),
+        "config": {
+            "preset": spec.preset, "unit": run.target.unit, "target_kind": run.target.kind,
+            "strategy_label": run.strategy.label, "model_label": run.model.label,
+            "backend": run.backend.name, "model_version": run.model.version,
+            "selection": spec.selection, "fingerprint": run.fingerprint, "spec": spec.to_json(),
+            **trained.config,
+        },
+        "versions": run_versions(run.backend.versions()),
+        "data": {
+            "dataset_source": ds.source, "dataset_sha256": ds.sha256, "dataset_checksum_status": ds.checksum_status,
+            "split_file": run.split_path, "split_sha256": run.split_sha256,
+            "n": n, "n_train": n["train"] - dropped["train"], "dropped_without_structure": dropped,
+            **trained.data,
+        },
+        **{"pretrained": None, "aux": None, **run.resolution.record},
+        "environment": {"device": _device(), "host": platform.node()},
+        "timing": {**{k: round(v, 2) for k, v in timing.items()},
+                   "peak_train_mem_mb": None if trained.peak_mem_mb is None else round(trained.peak_mem_mb, 1)},
+        "training": {**trained.training, "selected_step": best.step, "selection": scored,
+                     "checkpoint": best.name, "model_file": run.backend.model_file},
+        "predictions": predictions,
+        "metrics": evaluate_sets(predictions),
+    }
+
+
+def finalize(run: PreparedRun, trained: Trained, best: Candidate, record: dict[str, Any]) -> Path:
+    """Log and model file first, the record last: a crash in between leaves no record beside a
+    model it does not describe (an old record is removed before the new files land)."""
+    spec = run.spec
+    results = resolve_results(spec.results_dir)
+    roots = portable_roots(spec.data_dir, spec.splits_dir, spec.results_dir)
+    out = record_path(results, spec.key)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    if trained.log_file is not None:
+        text = trained.log_file.read_text(errors="replace")
+        atomic_write_bytes(out.parent / "train.log", portable(text, roots).encode())
+    if run.backend.model_file:
+        run.backend.save_model(trained, best, out.parent / run.backend.model_file)
+    return write_record(results, portable(record, roots))
+
+
+def _device() -> str:
+    try:
+        import torch
+    except ImportError:
+        return f"cpu ({platform.processor() or platform.machine()})"
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def _prune_empty(path: Path, stop: Path) -> None:

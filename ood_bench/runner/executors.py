@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
-from ..deepmd_cli import step_progress
 from ..errors import OodBenchError
 from ..registry import Registry
 from .spec import RunSpec
-from .sweep import SweepResult
+from .sweep import SweepResult, planned_steps
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,21 @@ def _run_one_in_process(spec_json: dict[str, Any]) -> str:
     return str(execute(_RunSpec.from_json(spec_json)))
 
 
+def step_progress(progress: Any, task: Any, spec: RunSpec) -> Callable[[str], None]:
+    """A training-log line callback that moves a rich progress task to the backend's current step."""
+    from ..backends import backend_for
+    from ..models import MODELS
+
+    parse = backend_for(MODELS.get(spec.key.model)).step_of
+
+    def on_line(line: str) -> None:
+        step = parse(line)
+        if step is not None:
+            progress.update(task, completed=step)
+
+    return on_line
+
+
 def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: dict[str, Any]) -> None:
     from .execute import execute
 
@@ -47,12 +61,9 @@ def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: di
     overall = progress.add_task("runs", total=len(specs))
     if jobs <= 1:
         for spec in specs:
-            from ..models import MODELS
-
-            steps = spec.steps or MODELS.get(spec.key.model).preset(spec.preset).steps
-            sub = progress.add_task(f"  {spec.key.label()}", total=steps or None)
+            sub = progress.add_task(f"  {spec.key.label()}", total=planned_steps(spec) or None)
             try:
-                execute(spec, on_line=step_progress(progress, sub))
+                execute(spec, on_line=step_progress(progress, sub, spec))
                 result.done.append(spec.key)
             except OodBenchError as exc:
                 result.failed.append((spec.key, str(exc)))

@@ -1,23 +1,25 @@
 """A run, fully specified: its identity (``RunKey``) plus the options that shape its result.
 
-``RunSpec`` is plain data (JSON round-trip) so a run can be shipped to another process or a
-cluster node (dpdispatcher) and executed there with the same code path as locally.
+``RunSpec`` is plain data (JSON round-trip, no imports of the runner, nothing loaded) so a run can
+be shipped to another process or a cluster node (dpdispatcher) and executed there with the same
+code path as locally. Backend-specific options travel in it; only the backend reads them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..records import RunKey
 
+# Where things are read from or written to: never part of a run's identity.
+LOCATION_FIELDS = ("data_dir", "splits_dir", "results_dir", "keep_work")
+
 
 @dataclass
 class RunSpec:
     key: RunKey
-    preset: str = "tiny"
+    preset: str | None = None  # None: the model's default preset
     pretrained: str | None = None
     aux_branch: str | None = None
     aux_data: list[str] = field(default_factory=list)
@@ -31,27 +33,9 @@ class RunSpec:
     results_dir: str | None = None
     keep_work: bool = False
 
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """Options that change the result; a record made with others is not this run. The
-        checkpoint counts by content (sha256), not by name: a rebuilt stand-in is a new model."""
-        fields = {k: getattr(self, k) for k in ("preset", "pretrained", "aux_branch", "aux_data",
-                                                "aux_prob", "steps", "batch_size", "learning_rate",
-                                                "selection")}
-        fields["pretrained_sha256"] = self.pretrained_sha256()
-        return fields
-
-    def pretrained_sha256(self) -> str | None:
-        from ..pretrained import load_pretrained
-        from ..strategies import STRATEGIES
-        from .execute import default_pretrained
-
-        if not (STRATEGIES.get(self.key.strategy).needs_pretrained or self.pretrained):
-            return None
-        return load_pretrained(self.pretrained or default_pretrained(self.preset)).sha256
-
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.fingerprint_fields(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def result_fields(self) -> dict[str, Any]:
+        """The spec's own options that change the result (everything but locations)."""
+        return {k: v for k, v in asdict(self).items() if k != "key" and k not in LOCATION_FIELDS}
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

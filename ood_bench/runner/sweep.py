@@ -17,6 +17,7 @@ from ..errors import OodBenchError
 from ..io_utils import read_json
 from ..paths import results_dir as resolve_results
 from ..records import RunKey, record_path, validate_record
+from .identity import fingerprint
 from .spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,13 @@ class SweepOptions:
 def plan(opts: SweepOptions) -> list[RunSpec]:
     """Expand the matrix; validates names and split/fold selections (cheap, no training)."""
     from ..datasets import load_dataset
+    from ..models import MODELS
     from ..splits import load_split
-    from .execute import default_split
+    from .execute import default_split, with_default_preset
 
+    model = MODELS.get(opts.model)
+    for strategy in opts.strategies:
+        model.check_strategy(strategy)
     ds = load_dataset(opts.dataset, opts.template.data_dir)
     specs = []
     for prop in opts.properties:
@@ -51,8 +56,7 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
         for strategy, fold, seed, frac in itertools.product(opts.strategies, folds, opts.seeds,
                                                              opts.train_fractions):
             key = RunKey(opts.dataset, split_name, fold, opts.model, strategy, seed, frac, target.name)
-            spec = RunSpec(**{**opts.template.__dict__, "key": key})
-            specs.append(spec)
+            specs.append(with_default_preset(RunSpec(**{**opts.template.__dict__, "key": key})))
     return specs
 
 
@@ -67,7 +71,7 @@ def status_of(spec: RunSpec) -> str:
         return "todo"
     if validate_record(rec):
         return "todo"
-    return "complete" if rec["config"].get("fingerprint") == spec.fingerprint() else "conflict"
+    return "complete" if rec["config"].get("fingerprint") == fingerprint(spec) else "conflict"
 
 
 @dataclass
@@ -95,14 +99,20 @@ def partition(specs: Iterable[RunSpec], force: bool) -> tuple[list[RunSpec], Swe
     return todo, result
 
 
-def estimate_steps(specs: list[RunSpec]) -> int:
+def planned_steps(spec: RunSpec) -> int:
+    """Training steps of one run, as its backend plans them (0 for closed-form fits)."""
+    from ..backends import backend_for
+    from ..datasets import get_spec
     from ..models import MODELS
+    from ..strategies import STRATEGIES
 
-    total = 0
-    for s in specs:
-        preset = MODELS.get(s.key.model).preset(s.preset)
-        total += s.steps or preset.steps
-    return total
+    model = MODELS.get(spec.key.model)
+    return backend_for(model).planned_steps(spec, model, STRATEGIES.get(spec.key.strategy),
+                                            get_spec(spec.key.dataset).kind)
+
+
+def estimate_steps(specs: list[RunSpec]) -> int:
+    return sum(planned_steps(s) for s in specs)
 
 
 def sweep_root(specs: list[RunSpec]) -> Path:

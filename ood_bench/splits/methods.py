@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from ..registry import Registry
@@ -42,13 +41,10 @@ def methods_for(kind: str, include_non_default: bool = False) -> list[SplitMetho
 
 def library_versions() -> dict[str, str]:
     """Versions recorded in every split file's generator block."""
-    out = {}
-    for pkg in ("oodbench", "numpy", "scipy", "scikit-learn", "pandas", "matminer", "pymatgen", "spglib"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    from ..versions import package_versions
+
+    return package_versions("oodbench", "numpy", "scipy", "scikit-learn", "pandas", "matminer", "pymatgen",
+                            "spglib", missing="not installed")
 
 
 def generator_block(name: str, params: dict[str, Any], notes: list[str] | None = None) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Strategy registry: scratch, lp, ft, mft (one module each)."""
+"""Strategy registry: what each strategy is and which backends run it (one module per family)."""
 
-from .base import PROPERTY_BRANCH, STRATEGIES, RunContext, Strategy
+from .base import STRATEGIES, Strategy, label_of, ordered
 
-__all__ = ["PROPERTY_BRANCH", "STRATEGIES", "RunContext", "Strategy"]
+__all__ = ["STRATEGIES", "Strategy", "label_of", "ordered"]

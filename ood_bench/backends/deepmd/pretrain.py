@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from ...datasets import DATASETS, load_dataset
+from ...errors import OodBenchError
 from .auxdata import build_aux_set
-from .datasets import DATASETS, load_dataset
-from .deepmd_cli import dp_train
-from .errors import OodBenchError
-from .models import MODELS
-from .models.deepmd_data import full_type_map
+from .data import full_type_map
+from .inputs import ENER_LOSS, VIRIAL_PREFS
+from .launcher import dp_train
+from .presets import PRESETS
 from .pretrained import STAND_IN, stand_in_dir
-from .strategies.base import ENER_LOSS, VIRIAL_PREFS
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def build_aux_data(cfg: PretrainConfig, data_dir: str | None, out: Path, progres
 
 
 def _concat(parts):
-    from .datasets import Structures
+    from ...datasets import Structures
 
     ids, nums, pos, cells, offs = [], [], [], [], [0]
     for st in parts:
@@ -95,7 +95,7 @@ def _concat(parts):
 
 
 def multitask_input(aux: dict[str, dict[str, Any]], workdir: Path, cfg: PretrainConfig) -> dict[str, Any]:
-    preset = MODELS.get("dpa3").preset(cfg.preset)
+    preset = PRESETS[cfg.preset]
     branches = list(aux)
     init_seed = PRETRAIN_SEED_OFFSET + cfg.seed  # never the same init as a seed-k Scratch run
     desc = dict(preset.descriptor, seed=init_seed)
@@ -146,7 +146,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
     if work.exists():
         shutil.rmtree(work)
     t0 = time.time()
-    from .deepmd_cli import step_progress
+    from .launcher import step_progress
 
     with _progress() as progress:
         aux = build_aux_data(cfg, data_dir, out / "aux", progress)

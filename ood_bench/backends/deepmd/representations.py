@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import Structures
-from ..errors import OodBenchError
+from ...datasets import Structures
+from ...errors import OodBenchError
 
 DIST_TOL = 1e-3  # Angstrom; matches a requested (i, j, distance) edge to a model edge
 
@@ -76,7 +76,7 @@ class RepresentationModel:
     """A deepmd checkpoint opened for representation read-out."""
 
     def __init__(self, checkpoint: str | Path, head: str | None = None, chunk: int = 32) -> None:
-        from ..deepmd_cli import set_inference_threads
+        from .launcher import set_inference_threads
 
         set_inference_threads()
         import warnings

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Structures
-from .errors import OodBenchError
-from .registry import Registry
+from ...datasets import Structures
+from ...errors import OodBenchError
+from ...registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def build_aux_set(st: Structures, labeller: str, out: Path, n_copies: int = 2, s
                   strain: float = 0.02, seed: int = 0, progress=None):
     """Perturb, label and write deepmd systems; returns the ``SystemSet``. ``progress`` is an
     optional rich Progress to report labelling on."""
-    from .deepmd_cli import set_inference_threads
-    from .models.deepmd_data import write_systems
+    from .data import write_systems
+    from .launcher import set_inference_threads
 
     set_inference_threads()  # one thread per calculator: oversubscribed BLAS is many times slower
     lab = LABELLERS.get(labeller)

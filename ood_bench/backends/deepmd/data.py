@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import Structures
+from ...datasets import Structures
 
 
 @functools.cache

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptFileError, DataMissingError, UsageError
-from .io_utils import sha256_file
-from .paths import cache_dir
+from ...errors import CorruptFileError, DataMissingError, UsageError
+from ...io_utils import sha256_file
+from ...paths import cache_dir
 
 STAND_IN = "oodbench-tiny"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import RunFailedError
+from ...errors import RunFailedError
 
 # On small CPUs one thread per op is fastest for small models (2 threads were 3-6x slower).
 THREAD_DEFAULTS = {
@@ -41,13 +41,19 @@ def set_inference_threads() -> None:
 _BATCH = re.compile(r"Batch\s+(\d+):")
 
 
+def step_of(line: str) -> int | None:
+    """The training step a ``dp train`` log line reports, if any."""
+    m = _BATCH.search(line)
+    return int(m.group(1)) if m else None
+
+
 def step_progress(progress: Any, task: Any) -> Callable[[str], None]:
     """A ``dp_train`` line callback that moves a rich progress task to deepmd's current step."""
 
     def on_line(line: str) -> None:
-        m = _BATCH.search(line)
-        if m:
-            progress.update(task, completed=int(m.group(1)))
+        step = step_of(line)
+        if step is not None:
+            progress.update(task, completed=step)
 
     return on_line
 
