@@ -16,7 +16,10 @@ from .evaluate import evaluate_sets
 from .io_utils import read_json, write_json
 
 FORMAT = "oodbench-record/1"
-RECORD_NAME = "record.json"
+# Compact, gzip-compressed JSON (deterministic bytes): per-sample predictions of thousands of
+# records stay small enough to commit. ``record.json`` (plain) is still read.
+RECORD_NAME = "record.json.gz"
+LEGACY_RECORD_NAME = "record.json"
 REQUIRED = ("format", "status", "key", "config", "versions", "data", "predictions", "metrics", "timing")
 
 
@@ -42,7 +45,8 @@ class RunKey:
     def relpath(self) -> Path:
         frac = f"{self.train_fraction:g}"
         target = self.property or "target"
-        return Path(self.dataset) / target / self.split / self.run_name() / f"fold{self.fold}-seed{self.seed}-frac{frac}"
+        run = f"fold{self.fold}-seed{self.seed}-frac{frac}"
+        return Path(self.dataset) / target / self.split / self.run_name() / run
 
     def label(self) -> str:
         return (f"{self.dataset}/{self.property or '-'}/{self.split}/fold {self.fold}/"
@@ -110,7 +114,8 @@ def write_record(results_dir: Path, rec: dict[str, Any]) -> Path:
     if problems:
         raise ValueError("refusing to write an invalid record: " + "; ".join(problems))
     path = record_path(results_dir, RunKey.from_dict(rec["key"]))
-    write_json(path, rec)
+    write_json(path, rec, compact=True)
+    path.with_name(LEGACY_RECORD_NAME).unlink(missing_ok=True)
     return path
 
 
@@ -135,7 +140,7 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Non
     root = Path(results_dir) / "runs"
     if not root.exists():
         return
-    for path in sorted(root.rglob(RECORD_NAME)):
+    for path in sorted([*root.rglob(RECORD_NAME), *root.rglob(LEGACY_RECORD_NAME)]):
         try:
             rec = read_json(path)
         except CorruptFileError as exc:

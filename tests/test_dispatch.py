@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ood_bench.records import RECORD_NAME
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +41,7 @@ def cli(args, env, **kw):
 
 
 def records(results: Path) -> list[Path]:
-    return sorted((results / "runs").rglob("record.json"))
+    return sorted((results / "runs").rglob(RECORD_NAME))
 
 
 def test_sweep_all_records_arrive_and_failures_are_reported(dispatch_env, stand_in, toy_splits, fixture_data,
@@ -87,6 +89,6 @@ def test_killed_driver_rerun_completes_without_duplicates(dispatch_env):
     assert len(recs) == 2
     keys = [json.loads(p.read_text())["key"] for p in recs]
     assert len({json.dumps(k, sort_keys=True) for k in keys}) == 2
-    assert not list((results / "dispatch").rglob("record.json")), "no stray copies left behind"
+    assert not list((results / "dispatch").rglob(RECORD_NAME)), "no stray copies left behind"
     again = cli(dispatch_env["args"], env)
     assert again.returncode == 0 and "skipping 2 finished runs" in again.stderr

@@ -32,9 +32,10 @@ def strategies() -> None:
     Example:
       oodbench strategies
     """
-    from ..strategies import STRATEGIES
+    from ..strategies import STRATEGIES, ordered
 
-    for name, s in STRATEGIES.items():
+    for name in ordered(STRATEGIES.names()):
+        s = STRATEGIES.get(name)
         needs = " (needs a pretrained model)" if s.needs_pretrained else ""
         aux = " + auxiliary force-field data" if s.uses_aux else ""
         click.echo(f"{name} ({s.label}): {s.summary}{needs}{aux}; backends: {', '.join(s.backends)}")

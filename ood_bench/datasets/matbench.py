@@ -139,6 +139,8 @@ for _name, _col, _short, _unit, _desc, _count, _bias in _TASKS:
             targets=(TargetInfo(_short, _unit, "intensive", _desc, True, per_type_bias=_bias),),
             expected_count=_count,
             description=f"MatBench {_desc} ({_col})",
+            metric="mae",
+            label=_name.removeprefix("matbench_"),
             loader=_load,
         ),
     )

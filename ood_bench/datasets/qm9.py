@@ -223,6 +223,8 @@ DATASETS.add(
         ),
         expected_count=N_ALL,
         description="QM9 small organic molecules (BOOM property-tail OOD splits)",
+        metric="rmse",
+        label="QM9",
         loader=_load,
     ),
 )

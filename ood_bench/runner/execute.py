@@ -27,7 +27,7 @@ from ..io_utils import atomic_write_bytes
 from ..models import MODELS, ModelSpec
 from ..paths import portable, portable_roots
 from ..paths import results_dir as resolve_results
-from ..records import FORMAT, record_path, write_record
+from ..records import FORMAT, LEGACY_RECORD_NAME, record_path, write_record
 from ..splits import Fold, load_split
 from ..strategies import STRATEGIES, Strategy
 from ..versions import run_versions
@@ -236,7 +236,8 @@ def finalize(run: PreparedRun, trained: Trained, best: Candidate, record: dict[s
     roots = portable_roots(spec.data_dir, spec.splits_dir, spec.results_dir)
     out = record_path(results, spec.key)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
+    for old in (out, out.with_name(LEGACY_RECORD_NAME)):
+        old.unlink(missing_ok=True)
     if trained.log_file is not None:
         text = trained.log_file.read_text(errors="replace")
         atomic_write_bytes(out.parent / "train.log", portable(text, roots).encode())

@@ -21,6 +21,8 @@ class Strategy:
     backends: tuple[str, ...]
     needs_pretrained: bool = False
     uses_aux: bool = False
+    # The strategy others are measured against (the paper's Fig. 2: improvement over Scratch).
+    reference: bool = False
 
     def supports(self, backend: str) -> bool:
         return backend in self.backends
@@ -33,6 +35,10 @@ def ordered(names) -> list[str]:
     """Strategy names in their registered order (unknown names last, alphabetically)."""
     known = dict(STRATEGIES.items())
     return sorted(names, key=lambda n: (known[n].order if n in known else 1000, n))
+
+
+def reference_strategy() -> str:
+    return next(n for n, s in STRATEGIES.items() if s.reference)
 
 
 def label_of(name: str) -> str:

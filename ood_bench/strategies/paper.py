@@ -4,7 +4,7 @@ from .base import STRATEGIES, Strategy
 
 STRATEGIES.add("scratch", Strategy(
     "scratch", "Scratch", "random init of backbone and property head, trained end to end (or a reference "
-    "model fitted from scratch)", order=0, backends=("deepmd", "sklearn")))
+    "model fitted from scratch)", order=0, backends=("deepmd", "sklearn"), reference=True))
 STRATEGIES.add("lp", Strategy(
     "lp", "LP", "pretrained backbone frozen, only the new property head trains (closed form for sklearn heads)",
     order=1, backends=("deepmd", "sklearn"), needs_pretrained=True))
