@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         print("oodbench: aborted; finished results are kept, rerun to resume", file=sys.stderr)
         return 130
+    except click.UsageError as exc:  # bad option value, unknown command: one line, then where to look
+        command = exc.ctx.command_path if exc.ctx is not None else "oodbench"
+        print(f"oodbench: error: {exc.format_message()} (see `{command} --help`)", file=sys.stderr)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        print(f"oodbench: error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("oodbench: interrupted; finished results are kept, rerun to resume", file=sys.stderr)

@@ -43,7 +43,7 @@ def _csv(value: str) -> list[str]:
 @click.option("--select", "selection", type=click.Choice(["best_val", "last"]), default="best_val",
               show_default=True, help="Checkpoint choice: best validation RMSE, or the last one.")
 @click.option("--executor", default="local", show_default=True, help="local or dpdispatcher.")
-@click.option("--jobs", default=1, show_default=True, help="local: runs at once.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="local: runs at once.")
 @click.option("--machine", type=click.Path(dir_okay=False), default=None, help="dpdispatcher machine.json.")
 @click.option("--resources", type=click.Path(dir_okay=False), default=None, help="dpdispatcher resources.json.")
 @click.option("--retries", default=2, show_default=True, help="dpdispatcher: resubmissions of a failed task.")
@@ -93,6 +93,8 @@ def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset
         props = [spec.target(prop).name] if prop else [spec.targets[0].name if spec.kind == "crystals" else "gap"]
     try:
         seed_list = [int(s) for s in _csv(seeds)]
+        if not seed_list:
+            raise UsageError("--seeds selects nothing; give comma-separated integers, e.g. 0,1,2")
         frac_list = [float(f) for f in _csv(fractions)]
     except ValueError:
         raise UsageError("--seeds takes integers and --train-fraction numbers, comma separated") from None

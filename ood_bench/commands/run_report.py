@@ -26,6 +26,26 @@ def validate_up_front(specs: list[RunSpec]) -> None:
             prepare(spec)
 
 
+STATUS_TEXT = {"corrupt": "redo (corrupt record)"}
+
+
+def check_writable(specs: list[RunSpec]) -> None:
+    """The results folder must take a file before anything trains (one line, not a traceback later)."""
+    import tempfile
+
+    from ..errors import OodBenchError
+    from ..paths import results_dir
+
+    for root in sorted({results_dir(s.results_dir) for s in specs}):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".oodbench-write-test-"):
+                pass
+        except OSError as exc:
+            raise OodBenchError(f"results folder {root} is not writable ({exc.strerror}); pass --results-dir "
+                                "to a folder you can write") from None
+
+
 def execute_sweep(specs: list[RunSpec], executor: str, options: dict[str, Any], force: bool = False,
                   dry_run: bool = False, steps_per_second: float | None = None,
                   console: Console | None = None) -> bool:
@@ -34,6 +54,8 @@ def execute_sweep(specs: list[RunSpec], executor: str, options: dict[str, Any], 
 
     console = console or Console(stderr=True)
     validate_up_front(specs)
+    if not dry_run:
+        check_writable(specs)
     todo, result = partition(specs, force)
     if dry_run:
         table = Table(title=f"{len(specs)} runs ({len(todo)} to do)")
@@ -41,8 +63,9 @@ def execute_sweep(specs: list[RunSpec], executor: str, options: dict[str, Any], 
             table.add_column(col)
         for s in specs[:200]:
             k = s.key
+            status = "force" if force else status_of(s)
             table.add_row(k.dataset, k.property, k.split, k.fold, k.strategy, str(k.seed),
-                          f"{k.train_fraction:g}", "force" if force else status_of(s))
+                          f"{k.train_fraction:g}", STATUS_TEXT.get(status, status))
         if len(specs) > 200:
             table.add_row("...", "", "", "", "", "", "", f"+{len(specs) - 200} more")
         Console().print(table)

@@ -12,6 +12,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from ..errors import OodBenchError
+from ..procs import die_with_parent
 from ..registry import Registry
 from .spec import RunSpec
 from .sweep import SweepResult, planned_steps
@@ -73,7 +74,7 @@ def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: di
                 progress.advance(overall)
         return
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=die_with_parent) as pool:
         futures = {pool.submit(_run_one_in_process, s.to_json()): s for s in specs}
         for fut in as_completed(futures):
             spec = futures[fut]

@@ -7,10 +7,15 @@ code path as locally. Backend-specific options travel in it; only the backend re
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import UsageError
 from ..records import RunKey
+
+_BATCH = re.compile(r"^(auto(:[1-9]\d*)?|[1-9]\d*)$")
 
 # Where things are read from or written to: never part of a run's identity.
 LOCATION_FIELDS = ("data_dir", "splits_dir", "results_dir", "keep_work")
@@ -36,6 +41,25 @@ class RunSpec:
     def result_fields(self) -> dict[str, Any]:
         """The spec's own options that change the result (everything but locations)."""
         return {k: v for k, v in asdict(self).items() if k != "key" and k not in LOCATION_FIELDS}
+
+    def check(self) -> None:
+        """One-line errors for option values no run can use, before anything is loaded or queued."""
+        problem = next((msg for bad, msg in self._checks() if bad), None)
+        if problem:
+            raise UsageError(problem)
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        frac, lr = self.key.train_fraction, self.learning_rate
+        return [
+            (not (math.isfinite(frac) and 0 < frac <= 1), f"--train-fraction must be in (0, 1], got {frac:g}"),
+            (self.steps is not None and self.steps < 1, f"--steps must be a positive integer, got {self.steps}"),
+            (not 0 < self.aux_prob < 1, f"--aux-prob is the share of steps on the auxiliary task, strictly between "
+                                        f"0 and 1; got {self.aux_prob:g}"),
+            (self.batch_size is not None and not _BATCH.match(self.batch_size),
+             f"--batch-size takes N or auto or auto:N (e.g. auto:512), got {self.batch_size!r}"),
+            (lr is not None and not (math.isfinite(lr) and lr > 0), f"--lr must be a positive number, got {lr}"),
+            (self.selection not in ("best_val", "last"), f"--select takes best_val or last, got {self.selection!r}"),
+        ]
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import OodBenchError
+from ..errors import OodBenchError, UsageError
 from ..io_utils import read_json
 from ..paths import results_dir as resolve_results
 from ..records import RunKey, record_path, validate_record
@@ -46,6 +46,7 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
     model = MODELS.get(opts.model)
     for strategy in opts.strategies:
         model.check_strategy(strategy)
+    check_matrix(opts)
     ds = load_dataset(opts.dataset, opts.template.data_dir)
     specs = []
     for prop in opts.properties:
@@ -60,17 +61,30 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
     return specs
 
 
+def check_matrix(opts: SweepOptions) -> None:
+    """Empty or impossible axes are one-line errors, not a silent sweep of zero runs."""
+    import dataclasses
+
+    for axis, values in (("--strategy", opts.strategies), ("--seeds", opts.seeds),
+                         ("--train-fraction", opts.train_fractions), ("--property", opts.properties)):
+        if not values:
+            raise UsageError(f"{axis} selects nothing; give at least one value")
+    for frac in opts.train_fractions:
+        dataclasses.replace(opts.template, key=dataclasses.replace(opts.template.key, train_fraction=frac)).check()
+
+
 def status_of(spec: RunSpec) -> str:
-    """'complete', 'conflict' (a record made with other options) or 'todo'."""
+    """'complete', 'conflict' (a record made with other options), 'corrupt' (a torn or invalid
+    record: redone) or 'todo'."""
     path = record_path(resolve_results(spec.results_dir), spec.key)
     if not path.exists():
         return "todo"
     try:
         rec = read_json(path)
     except OodBenchError:
-        return "todo"
+        return "corrupt"
     if validate_record(rec):
-        return "todo"
+        return "corrupt"
     return "complete" if rec["config"].get("fingerprint") == fingerprint(spec) else "conflict"
 
 

@@ -14,6 +14,7 @@ compresses across folds (gzip's 32 KiB window cannot).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -71,9 +72,13 @@ class SplitSet:
             part = part.strip()
             if "-" in part and all(p.isdigit() for p in part.split("-", 1)):
                 lo, hi = (int(p) for p in part.split("-", 1))
+                if lo > hi:
+                    raise UsageError(f"--folds {part}: a range goes from low to high, e.g. {hi}-{lo}")
                 names.extend(str(i) for i in range(lo, hi + 1))
             elif part:
                 names.append(part)
+        if not names:
+            raise UsageError(f"--folds {spec!r} selects no fold; give 'all', '0', '0,3' or '0-9'")
         for n in names:
             self.fold(n)
         return names
@@ -171,15 +176,24 @@ def _structure_problems(body: Any) -> list[str]:
     return problems
 
 
+@functools.lru_cache(maxsize=8)
+def _read_checked(path: str, mtime_ns: int, size: int) -> tuple[dict, list[str]]:
+    """Parsed body and structural problems, memoised per file version: a sweep over 50 folds
+    reads and checksums a split file once, not 50 times (callers must not mutate the body)."""
+    body = read_json(path)
+    problems = _structure_problems(body)
+    if not problems and body.get("content_sha256") != content_sha256(body):
+        problems = ["content checksum mismatch (file edited or truncated); regenerate or restore it"]
+    return body, problems
+
+
 def load_split_file(path: str | Path, known_ids: Iterable | None = None) -> SplitSet:
     """Read and validate a split file; every problem is a one-line CorruptFileError naming it."""
     path = Path(path)
     if not path.exists():
         raise DataMissingError(f"split file {path} not found; create it with `oodbench split`")
-    body = read_json(path)
-    problems = _structure_problems(body)
-    if not problems and body.get("content_sha256") != content_sha256(body):
-        problems = ["content checksum mismatch (file edited or truncated); regenerate or restore it"]
+    stat = path.stat()
+    body, problems = _read_checked(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if not problems and known_ids is not None:
         known = set(known_ids)
         for k, fold in body["folds"].items():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RunFailedError
+from ...procs import die_with_parent
 
 # On small CPUs one thread per op is fastest for small models (2 threads were 3-6x slower).
 THREAD_DEFAULTS = {
@@ -86,7 +87,7 @@ def dp_train(
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
         proc = subprocess.Popen(cmd, cwd=workdir, env=dp_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=die_with_parent)
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ...datasets import DATASETS, load_dataset
-from ...errors import OodBenchError
+from ...errors import CorruptFileError, OodBenchError
+from ...io_utils import read_json
 from .auxdata import build_aux_set
 from .data import full_type_map
 from .inputs import ENER_LOSS, VIRIAL_PREFS
@@ -135,8 +136,11 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
     ckpt = out / f"{STAND_IN}.pt"
     sidecar = ckpt.with_suffix(".json")
     if ckpt.exists() and sidecar.exists() and not force:
-        meta = json.loads(sidecar.read_text())
-        if meta.get("config") == asdict(cfg):
+        try:
+            meta = read_json(sidecar)
+        except CorruptFileError:
+            meta = {}  # unreadable metadata: the checkpoint cannot be trusted to match; rebuild it
+        if isinstance(meta, dict) and meta.get("config") == asdict(cfg):
             log.info("stand-in pretrained model already built: %s (use --force to rebuild)", ckpt)
             return ckpt
     missing = [n for n in ("qm9", *(CRYSTAL_SOURCES if cfg.crystals else ())) if n not in DATASETS]

@@ -8,13 +8,12 @@ registry (``DPA-3.1-3M``..., downloaded and sha256-checked by deepmd into its ca
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import CorruptFileError, DataMissingError, UsageError
-from ...io_utils import sha256_file
+from ...io_utils import read_json, sha256_file
 from ...paths import cache_dir
 
 STAND_IN = "oodbench-tiny"
@@ -86,15 +85,32 @@ def resolve_path(spec: str) -> tuple[str, Path]:
             f"unknown pretrained model '{spec}'; give a .pt path, '{STAND_IN}', or one of: {', '.join(names)}"
         )
     try:
-        from deepmd.pretrained.download import resolve_model_path
-
-        return spec, Path(resolve_model_path(spec))
+        return spec, _download_quietly(spec)
     except Exception as exc:  # urllib/OS errors of many kinds
         raise DataMissingError(
             f"could not get {spec} ({type(exc).__name__}: {str(exc)[:80]}); download it where there is "
             f"internet with `dp pretrained download {spec}` and pass --pretrained PATH, or use "
             f"--pretrained {STAND_IN} (built by `oodbench pretrain`)"
         ) from None
+
+
+def _download_quietly(name: str) -> Path:
+    """deepmd's own download (sha256-checked), its retry chatter kept off the terminal: a failure
+    becomes one line, and a success is reported by the caller."""
+    import contextlib
+    import io
+    import logging
+
+    from deepmd.pretrained.download import resolve_model_path
+
+    sink = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            return Path(resolve_model_path(name))
+    finally:
+        logging.disable(previous)
 
 
 def _model_params(path: Path) -> dict[str, Any]:
@@ -119,7 +135,10 @@ def load_pretrained(spec: str) -> PretrainedModel:
     meta: dict[str, Any] = {}
     sidecar = path.with_suffix(".json")
     if sidecar.exists():
-        meta = json.loads(sidecar.read_text())
+        meta = read_json(sidecar)
+        if not isinstance(meta, dict):
+            raise CorruptFileError(f"{sidecar}: expected a JSON object; rebuild with `oodbench pretrain --force` "
+                                   "or delete it")
     if "model_dict" in params:
         shared = params.get("shared_dict", {})
         branches = list(params["model_dict"])

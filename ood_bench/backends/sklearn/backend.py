@@ -8,6 +8,7 @@ validation by the runner like a deepmd checkpoint.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ class SklearnBackend(Backend):
                   "feature_columns_used": int(len(columns)), "fit_on": preset.fit_on, "n_fit": len(fit_ids),
                   "grid": list(preset.grid)}
         return Trained(candidates=candidates, config=config,
-                       training={"feature_seconds": round(feature_s, 2), "features_from_cache": info.get("from_cache")},
+                       training={"feature_seconds": round(feature_s, 2), "features_from_cache": info.get("from_cache"),
+                                 "peak_mem_scope": "process (in-process fit: the driver's peak so far)"},
+                       peak_mem_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                        state={"row": row, "X": X, "columns": columns})
 
     @staticmethod

@@ -1,0 +1,27 @@
+"""Child processes that do not outlive their parent (Linux ``PR_SET_PDEATHSIG``).
+
+A killed driver (``kill -9``) must not leave workers or ``dp train`` processes running: each
+child asks the kernel for SIGKILL when its parent dies. Elsewhere this is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Call in the child (a pool initializer, a Popen ``preexec_fn``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
