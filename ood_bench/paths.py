@@ -29,8 +29,36 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "oodbench"
 
 
+def bundled(name: str) -> Path:
+    """A folder oodbench ships (``splits``, ``baselines``): the source checkout's when running from
+    one, else the copy built into the installed package (``ood_bench/bundled/<name>``). Never
+    the current directory: oodbench works the same from any folder."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / name
+    if checkout.is_dir() and (package.parent / "pyproject.toml").exists():
+        return checkout
+    return package / "bundled" / name
+
+
 def splits_dir(option: str | Path | None = None) -> Path:
-    return Path(option or os.environ.get("OODBENCH_SPLITS_DIR") or "splits").resolve()
+    """Split files: ``--splits-dir`` > ``$OODBENCH_SPLITS_DIR`` > the canonical ones oodbench ships."""
+    chosen = option or os.environ.get("OODBENCH_SPLITS_DIR")
+    return Path(chosen).expanduser().resolve() if chosen else bundled("splits")
+
+
+def check_writable_splits_dir(option: str | Path | None = None) -> None:
+    """New split files never go into an installed package's canonical copy."""
+    from .errors import UsageError
+
+    if not (option or os.environ.get("OODBENCH_SPLITS_DIR")) and "bundled" in splits_dir().parts[-2:]:
+        raise UsageError("the canonical split files of this installed oodbench are read-only; pass --splits-dir "
+                         "(or set OODBENCH_SPLITS_DIR) for the files you make")
+
+
+def baselines_dir(option: str | Path | None = None) -> Path:
+    """Baseline cards: ``--baselines-dir`` > ``$OODBENCH_BASELINES_DIR`` > the cards oodbench ships."""
+    chosen = option or os.environ.get("OODBENCH_BASELINES_DIR")
+    return Path(chosen).expanduser().resolve() if chosen else bundled("baselines")
 
 
 def results_dir(option: str | Path | None = None) -> Path:

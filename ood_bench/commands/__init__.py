@@ -27,7 +27,7 @@ data_dir_option = click.option(
 )
 splits_dir_option = click.option(
     "--splits-dir", envvar="OODBENCH_SPLITS_DIR", type=click.Path(file_okay=False), default=None,
-    help="Split files folder [env OODBENCH_SPLITS_DIR; default ./splits].",
+    help="Split files folder [env OODBENCH_SPLITS_DIR; default: the canonical split files oodbench ships].",
 )
 results_dir_option = click.option(
     "--results-dir", envvar="OODBENCH_RESULTS_DIR", type=click.Path(file_okay=False), default=None,

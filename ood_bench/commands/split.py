@@ -8,7 +8,7 @@ from . import data_dir_option, splits_dir_option
 
 
 @click.command("split")
-@click.argument("dataset")
+@click.argument("dataset", required=False)
 @click.option("--method", "methods", multiple=True, default=("all",), show_default=True,
               help="Split method(s): all, or one of boom, boom10pct (qm9); LOCO, SparseXsingle, "
                    "SparseXcluster, SparseYsingle, SparseYcluster, random, omee2024 (MatBench). Repeatable.")
@@ -23,7 +23,8 @@ from . import data_dir_option, splits_dir_option
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override a generator parameter (e.g. n_clusters=5, n_low_density=40, n_ood=100); "
                    "the canonical files use the published values. Repeatable.")
-@click.option("--list", "list_only", is_flag=True, help="List the split methods for DATASET and exit.")
+@click.option("--list", "list_only", is_flag=True,
+              help="List the split methods and the split files there are (for DATASET, or every dataset) and exit.")
 @click.option("--compare", is_flag=True,
               help="Report how far the regenerated LOCO/SparseX/SparseY folds agree with the published ones.")
 @click.option("--check", is_flag=True,
@@ -42,6 +43,7 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
 
     \b
     Example:
+      oodbench split --list                              # split files runs can use
       oodbench split qm9 --property gap
       oodbench split qm9 --method boom10pct --property all
       oodbench split matbench_dielectric                 # all six methods
@@ -56,17 +58,20 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
 
     from ..datasets import get_spec, load_dataset
     from ..errors import UsageError
+    from ..paths import check_writable_splits_dir
     from ..splits.methods import SPLIT_METHODS, methods_for
     from ..splits.schema import save_split
 
     log = logging.getLogger("oodbench.split")
     console = Console(stderr=True)
+    if list_only:
+        _list([dataset] if dataset else None, splits_dir)
+        return
+    if not dataset:
+        raise UsageError("give a DATASET (qm9, matbench_dielectric, matbench_log_gvrh, matbench_perovskites), "
+                         "or --list")
     spec = get_spec(dataset)
     applicable = {m.name: m for m in methods_for(spec.kind, include_non_default=True)}
-    if list_only:
-        for m in applicable.values():
-            console.print(f"{m.name:16s} {'(default) ' if m.default else ''}{m.description}")
-        return
     if check:
         _check(dataset, data_dir, splits_dir, console)
         return
@@ -76,6 +81,7 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
         for row in compare_with_published(dataset, splits_dir):
             console.print(" ".join(f"{k}={v}" for k, v in row.items()))
         return
+    check_writable_splits_dir(splits_dir)
     names: list[str] = []
     for m in methods:
         if m == "all":
@@ -195,6 +201,21 @@ def _sizes(s) -> dict[str, str]:
         lens = sorted({len(f.all_sets()[k]) for f in s.folds.values()})
         out[k] = str(lens[0]) if len(lens) == 1 else f"{lens[0]}-{lens[-1]}"
     return out
+
+
+def _list(datasets: list[str] | None, splits_dir: str | None) -> None:
+    """Split methods per dataset, and the split files in the splits folder (what `run --split` takes)."""
+    from ..datasets import DATASETS, get_spec
+    from ..paths import splits_dir as resolve
+    from ..splits.methods import methods_for
+    from ..splits.schema import list_splits
+
+    click.echo(f"split files in {resolve(splits_dir)}")
+    for name in datasets or DATASETS.names():
+        methods = [m.name for m in methods_for(get_spec(name).kind, include_non_default=True)]
+        files = [n for _, n, _ in list_splits(name, splits_dir)]
+        click.echo(f"{name}: methods {', '.join(methods)}")
+        click.echo(f"    files: {', '.join(files) if files else '(none yet: run `oodbench split ' + name + '`)'}")
 
 
 def register(cli: click.Group) -> None:

@@ -47,6 +47,10 @@ class Featurizer:
     def resolve(self, spec, kind: str) -> FeatureContext:
         return self.context(spec, kind) if self.context is not None else FeatureContext()
 
+    def key(self) -> str:
+        blob = json.dumps({"name": self.name, **self.settings}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
 
 @dataclass
 class FeatureContext:
@@ -59,10 +63,6 @@ class FeatureContext:
     options: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
-
-    def key(self) -> str:
-        blob = json.dumps({"name": self.name, **self.settings}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 FEATURIZERS: Registry[Featurizer] = Registry("featurizer", "ood_bench.features")

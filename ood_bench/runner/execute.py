@@ -7,7 +7,6 @@ A run that dies leaves only its work folder (no new record), so rerunning redoes
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import platform
 import shutil
@@ -31,7 +30,7 @@ from ..records import FORMAT, LEGACY_RECORD_NAME, record_path, write_record
 from ..splits import Fold, load_split
 from ..strategies import STRATEGIES, Strategy
 from ..versions import run_versions
-from .identity import fingerprint_of
+from .identity import fingerprint_of, with_default_preset
 from .spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -59,17 +58,6 @@ class PreparedRun:
 
 def default_split(dataset_kind: str, prop: str) -> str:
     return f"boom-{prop}" if dataset_kind == "molecules" else "omee2024-LOCO"
-
-
-def with_default_preset(spec: RunSpec) -> RunSpec:
-    """The preset by name, so a default and an explicit default are the same run; a non-default
-    preset is the run's variant (its records live apart from the default's)."""
-    model = MODELS.get(spec.key.model)
-    preset = spec.preset or model.default_preset
-    variant = "" if preset == model.default_preset else preset
-    if spec.preset == preset and spec.key.variant == variant:
-        return spec
-    return dataclasses.replace(spec, preset=preset, key=dataclasses.replace(spec.key, variant=variant))
 
 
 def prepare(spec: RunSpec) -> PreparedRun:

@@ -7,11 +7,24 @@ whose fingerprint differs is a different run: resume reports it as a conflict, n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
 
+from ..models import MODELS
 from .spec import RunSpec
+
+
+def with_default_preset(spec: RunSpec) -> RunSpec:
+    """The preset by name, so a default and an explicit default are the same run; a non-default
+    preset is the run's variant (its records live apart from the default's)."""
+    model = MODELS.get(spec.key.model)
+    preset = spec.preset or model.default_preset
+    variant = "" if preset == model.default_preset else preset
+    if spec.preset == preset and spec.key.variant == variant:
+        return spec
+    return dataclasses.replace(spec, preset=preset, key=dataclasses.replace(spec.key, variant=variant))
 
 
 def fingerprint_of(spec: RunSpec, backend_identity: dict[str, Any]) -> str:
@@ -23,9 +36,9 @@ def fingerprint_of(spec: RunSpec, backend_identity: dict[str, Any]) -> str:
 def fingerprint(spec: RunSpec) -> str:
     """Fingerprint of a planned run (cheap: resolves the checkpoint, loads no dataset)."""
     from ..backends import backend_for
-    from ..models import MODELS
     from ..strategies import STRATEGIES
 
+    spec = with_default_preset(spec)
     model = MODELS.get(spec.key.model)
     identity = backend_for(model).identity(spec, model, STRATEGIES.get(spec.key.strategy))
     return fingerprint_of(spec, identity)

@@ -41,7 +41,8 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
     from ..datasets import load_dataset
     from ..models import MODELS
     from ..splits import load_split
-    from .execute import default_split, with_default_preset
+    from .execute import default_split
+    from .identity import with_default_preset
 
     model = MODELS.get(opts.model)
     for strategy in opts.strategies:
