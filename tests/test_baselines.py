@@ -1,4 +1,5 @@
-"""Baseline cards: schema, exact transcription of the paper's Tables 3 and 4, registry coverage."""
+"""Baseline cards: schema, exact transcription of the paper's Tables 3 and 4 (bracketed values are
+standard errors: ``id_se``/``ood_se``), measured-only cards, registry coverage."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ TABLE3_ROWS = ["ChemBERTa", "Graphormer", "EGNN", "ET", "MoLFormer", "RT", "Geof
                "ModernBERT", "GotenNet", "DPA3-Scratch", "DPA3-LP", "DPA3-FT", "DPA3-MFT"]
 TABLE4_COLS = ["CGCNN", "MEGNet", "SchNet", "DimeNet++", "ALIGNN", "DeeperGATGNN", "coGN", "coNGN", "DPA3-FT",
                "DPA3-MFT"]
+# Cards of registered models that oodbench measures and no paper reports on these splits: no numbers.
+MEASURED_ONLY = {"Dummy": ("dummy", "scratch"), "RF-SCM/Magpie": ("rf-scm-magpie", "scratch"),
+                 "CM-KRR": ("cm-krr", "scratch"), "DPA3-frozen": ("dpa3-frozen", "lp")}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def by_name(cards):
 
 def test_every_card_passes_the_schema():
     files = sorted(BASELINES.glob("*.yaml"))
-    assert len(files) == 23
+    assert len(files) == 27
     for path in files:
         data = yaml.safe_load(path.read_text())
         assert validate_card(data, path.stem) == [], path
@@ -56,20 +60,21 @@ def test_cards_cover_every_row_of_both_tables(cards):
         assert all(names[name].qm9(p) for p in QM9_PROPERTIES), name
     for name in TABLE4_COLS:
         assert all(names[name].matbench(d, m) for d in MATBENCH_DATASETS for m in SPLIT_METHODS), name
-    assert set(names) == set(TABLE3_ROWS) | set(TABLE4_COLS)
+    assert set(names) == set(TABLE3_ROWS) | set(TABLE4_COLS) | set(MEASURED_ONLY)
+    assert {c.name for c in cards if not c.has_numbers} == set(MEASURED_ONLY)
     assert default_baselines_dir() == BASELINES
 
 
 def test_spot_checks_equal_the_paper(cards):
     n = by_name(cards)
     mft = n["DPA3-MFT"]
-    assert mft.qm9("gap")["ood"] == "0.0171" and mft.qm9("gap")["ood_std"] == "0.0002"
+    assert mft.qm9("gap")["ood"] == "0.0171" and mft.qm9("gap")["ood_se"] == "0.0002"
     assert mft.matbench("matbench_dielectric", "LOCO") == "0.4690"
     assert str(Decimal(mft.matbench("matbench_dielectric", "LOCO"))) == "0.4690"  # printed precision kept
-    assert mft.qm9("zpve")["id"] == "0.00010" and mft.qm9("zpve")["id_std"] == "0.00000"
+    assert mft.qm9("zpve")["id"] == "0.00010" and mft.qm9("zpve")["id_se"] == "0.00000"
     assert n["GotenNet"].params == "9.2M" and n["GotenNet"].qm9("homo")["ood"] == "0.0126"
     assert n["RT"].qm9("alpha")["ood"] == "69968"
-    assert n["DPA3-Scratch"].qm9("r2")["id"] == "8.5" and n["DPA3-Scratch"].qm9("r2")["id_std"] == "0.3"
+    assert n["DPA3-Scratch"].qm9("r2")["id"] == "8.5" and n["DPA3-Scratch"].qm9("r2")["id_se"] == "0.3"
     assert n["coNGN"].matbench("matbench_dielectric", "SparseXsingle") == "0.5518"
     assert n["DPA3-FT"].matbench("matbench_perovskites", "Random") == "0.0272"
     assert n["CGCNN"].matbench("matbench_log_gvrh", "LOCO") == "0.0585"
@@ -86,23 +91,46 @@ def test_molformer_ood_row_is_kept_as_printed_with_a_note(cards):
 def test_runnable_cards_name_their_model_and_strategy(cards):
     runnable = {c.name: (c.model, c.strategy) for c in cards if not c.reported_only}
     assert runnable == {"DPA3-Scratch": ("dpa3", "scratch"), "DPA3-LP": ("dpa3", "lp"),
-                        "DPA3-FT": ("dpa3", "ft"), "DPA3-MFT": ("dpa3", "mft")}
+                        "DPA3-FT": ("dpa3", "ft"), "DPA3-MFT": ("dpa3", "mft"), **MEASURED_ONLY}
     for c in cards:
-        assert "Zhang et al. 2025, Multi-Task Fine-Tuning" in c.citation
-        assert all(t in c.citation for t in c.source_table)
+        if c.has_numbers:
+            assert "Zhang et al. 2025, Multi-Task Fine-Tuning" in c.citation
+            assert all(t in c.citation for t in c.source_table)
+        else:
+            assert not c.source_table and not c.reported_only
+
+
+def test_measured_only_cards_cite_the_methods(cards):
+    n = by_name(cards)
+    for name in ("Dummy", "RF-SCM/Magpie"):
+        assert "Dunn et al. 2020" in n[name].citation and "npj Comput. Mater. 6:138" in n[name].citation
+    assert "Phys. Rev. Lett. 108:058301" in n["CM-KRR"].citation and "Rupp" in n["CM-KRR"].citation
+    assert "J. Chem. Theory Comput. 9:3404" in n["CM-KRR"].citation and "Hansen" in n["CM-KRR"].citation
+    assert "DPA3" in n["DPA3-frozen"].citation and "dpa_adapt" in n["DPA3-frozen"].citation
 
 
 def test_every_card_is_runnable_or_reported_only(cards):
-    """Registry test: a card that is not reported-only must name a registered model and strategy."""
+    """Registry test: a card that is not reported-only names a registered model and a strategy that
+    model supports; every registered model with ``card`` set has that card, and it names that model."""
     models = pytest.importorskip("ood_bench.models", reason="model registry not built yet")
     strategies = pytest.importorskip("ood_bench.strategies", reason="strategy registry not built yet")
     model_names, strategy_names = set(models.MODELS.names()), set(strategies.STRATEGIES.names())
+    by_key = {c.key: c for c in cards}
     for c in cards:
         if c.reported_only:
             assert c.model is None and c.strategy is None, c.key
             continue
         assert c.model in model_names, f"{c.key}: model '{c.model}' is not registered ({sorted(model_names)})"
         assert c.strategy in strategy_names, f"{c.key}: strategy '{c.strategy}' is not registered"
+        supported = models.MODELS.get(c.model).supported_strategies()
+        assert c.strategy in supported, f"{c.key}: model {c.model} cannot run '{c.strategy}' (only {supported})"
+    with_card = {name: spec.card for name, spec in models.MODELS.items() if spec.card}
+    assert {"dummy", "rf-scm-magpie", "cm-krr", "dpa3-frozen"} <= set(with_card)
+    for name, key in with_card.items():
+        assert key in by_key, f"model {name}: card baselines/{key}.yaml is missing"
+        card = by_key[key]
+        assert card.model == name and not card.reported_only, f"model {name}: baselines/{key}.yaml names {card.model}"
+        assert card.strategy in models.MODELS.get(name).supported_strategies(), key
 
 
 # ------------------------------------------------------------------------------------ schema
@@ -127,12 +155,43 @@ def _good():
     (lambda d: d.__setitem__("key", "dpa3-ft"), "differs from the file name"),
     (lambda d: d.__setitem__("params", 3.3), "params must be"),
     (lambda d: d.__setitem__("colour", "blue"), "unknown field 'colour'"),
-    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].pop("ood_std"), "both id_std and ood_std"),
+    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].pop("ood_se"), "both id_se and ood_se"),
+    (lambda d: d["metrics"]["qm9"]["boom"]["gap"].__setitem__("ood_std", "0.0002"), "are standard errors"),
+    (lambda d: d.__setitem__("metrics", {}), "metrics must be a non-empty mapping"),  # dpa3 has published numbers
+    (lambda d: d.pop("source_table"), "missing field 'source_table'"),
 ])
 def test_schema_rejects_bad_cards(mutate, expected):
     data = _good()
     mutate(data)
     problems = validate_card(data, "dpa3-mft")
+    assert any(expected in p for p in problems), problems
+
+
+def _measured_only():
+    return yaml.safe_load((BASELINES / "cm-krr.yaml").read_text())
+
+
+def test_a_card_for_a_registered_measured_only_model_needs_no_numbers():
+    pytest.importorskip("ood_bench.models", reason="model registry not built yet")
+    data = _measured_only()
+    assert "metrics" not in data and "source_table" not in data
+    assert validate_card(data, "cm-krr") == []
+    assert validate_card({**data, "metrics": {}, "source_table": []}, "cm-krr") == []
+    # Numbers are still checked when a measured-only card has some.
+    bad = {**data, "source_table": ["Table 3"], "metrics": {"qm9": {"boom": {"gap": {"metric": "mae"}}}}}
+    assert any("metric must be 'rmse'" in p for p in validate_card(bad, "cm-krr"))
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda d: d.__setitem__("model", "not-a-model"), "missing field 'metrics'"),
+    (lambda d: d.__setitem__("reported_only", True), "missing field 'metrics'"),
+    (lambda d: d.pop("strategy"), "needs 'strategy'"),
+])
+def test_a_card_without_numbers_must_be_a_registered_measured_model(mutate, expected):
+    pytest.importorskip("ood_bench.models", reason="model registry not built yet")
+    data = _measured_only()
+    mutate(data)
+    problems = validate_card(data, "cm-krr")
     assert any(expected in p for p in problems), problems
 
 
@@ -183,9 +242,9 @@ def test_every_number_equals_the_paper_text(cards):
     for name, row in t3.items():
         assert n[name].params == row["params"]
         for p in QM9_PROPERTIES:
-            (iv, istd), (ov, ostd) = row[p]
+            (iv, ise), (ov, ose) = row[p]
             e = n[name].qm9(p)
-            assert (e["id"], e.get("id_std"), e["ood"], e.get("ood_std")) == (iv, istd, ov, ostd), (name, p)
+            assert (e["id"], e.get("id_se"), e["ood"], e.get("ood_se")) == (iv, ise, ov, ose), (name, p)
     assert len(t4) == 10 * 3 * 6
     for (model, ds, method), value in t4.items():
         assert n[model].matbench(ds, method) == value, (model, ds, method)

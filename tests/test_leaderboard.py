@@ -3,8 +3,10 @@ are built from arrays with ``write_record``."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +15,16 @@ import pytest
 
 from ood_bench.evaluate import evaluate_sets
 from ood_bench.leaderboard import build_leaderboard
-from ood_bench.leaderboard.aggregate import FoldCounter, measured_label, records_frame, summarize
-from ood_bench.leaderboard.baselines import load_cards
+from ood_bench.leaderboard.aggregate import FoldCounter, dropped_structures, measured_label, records_frame, summarize
+from ood_bench.leaderboard.baselines import MATBENCH_DATASETS, OOD_METHODS, QM9_PROPERTIES, load_cards
+from ood_bench.leaderboard.figures import fold_error_panels
 from ood_bench.leaderboard.tables import (
     competition_ranks,
     matbench_layout,
     matbench_ranks,
     matbench_table,
+    measured_overview,
+    other_results_table,
     qm9_ranks,
     qm9_rows,
     qm9_table,
@@ -32,18 +37,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_record(dataset: str, split: str, fold, model: str, strategy: str, seed: int,
                 sets: dict[str, tuple], *, prop: str = "", preset: str = "paper", stand_in: bool | None = None,
-                train_fraction: float = 1.0, n_train: int = 100) -> dict:
+                train_fraction: float = 1.0, n_train: int = 100, variant: str = "",
+                dropped: dict[str, int] | None = None) -> dict:
     """A valid record from arrays: ``sets`` maps an evaluation set to (y_true, y_pred)."""
     predictions = {
         name: {"id": [f"{name}-{i}" for i in range(len(t))], "y_true": [float(v) for v in t],
                "y_pred": [float(v) for v in p]}
         for name, (t, p) in sets.items()
     }
-    key = RunKey(dataset, split, str(fold), model, strategy, seed, train_fraction, prop)
+    key = RunKey(dataset, split, str(fold), model, strategy, seed, train_fraction, prop, variant)
+    data = {"n_train": n_train}
+    if dropped is not None:
+        data |= {"dropped_without_structure": dropped,
+                 "n": {s: len(sets[s][0]) + dropped[s] if s in sets else n_train + dropped[s] for s in dropped}}
     rec = {
         "format": FORMAT, "status": "complete", "key": key.to_dict(),
         "config": {"preset": preset, "unit": "Hartree" if dataset == "qm9" else "unitless"},
-        "versions": {"oodbench": "test"}, "data": {"n_train": n_train},
+        "versions": {"oodbench": "test"}, "data": data,
         "predictions": predictions, "metrics": evaluate_sets(predictions), "timing": {"train_s": 0.0},
     }
     if stand_in is not None:
@@ -64,6 +74,11 @@ def cards():
 def summary_of(results: Path, splits_dir: Path | None = None) -> pd.DataFrame:
     records, _ = load_records(results)
     return summarize(records_frame(records), FoldCounter(splits_dir or results / "no-splits"))
+
+
+def summary_of_records(records: list[dict]) -> pd.DataFrame:
+    """Summary straight from in-memory records (default fold counts: BOOM 1, random 5, Sparse*/LOCO 50)."""
+    return summarize(records_frame(records), FoldCounter(use_split_files=False))
 
 
 def cell(summary: pd.DataFrame, **where):
@@ -121,11 +136,34 @@ def test_seeded_random_predictor_matches_errors_computed_by_hand(tmp_path):
     mean = sum(expected_mae.values()) / 3
     std = math.sqrt(sum((v - mean) ** 2 for v in expected_mae.values()) / 3)  # population std over seeds
     assert mb.complete and mb.mean == pytest.approx(mean, rel=1e-12) and mb.std == pytest.approx(std, rel=1e-12)
+    assert mb.se == pytest.approx(std / math.sqrt(3), rel=1e-12)  # standard error, the paper's bracket
     assert mb.per_seed == pytest.approx(expected_mae, rel=1e-12)
     q = cell(s, dataset="qm9", set="id_test", metric="rmse")
     mean = sum(expected_rmse.values()) / 3
     assert q.mean == pytest.approx(mean, rel=1e-12)
     assert q.std == pytest.approx(np.std(list(expected_rmse.values())), rel=1e-12)
+
+
+def test_measured_brackets_are_standard_errors_computed_by_hand(tmp_path, cards):
+    """Three seeds with known per-seed RMSEs: the bracket is population std / sqrt(3), like the paper's."""
+    y = np.zeros(4)
+    per_seed = {0: 0.010, 1: 0.013, 2: 0.019}  # constant errors: RMSE = MAE = the offset
+    write(tmp_path, *[qm9_record(seed, y, y + e, y, y + 2 * e) for seed, e in per_seed.items()])
+    s = summary_of(tmp_path)
+    c = cell(s, set="id_test", metric="rmse")
+    # by hand: mean 0.014; deviations -0.004, -0.001, 0.005; population variance (16+1+25)e-6/3 = 14e-6
+    assert c.mean == pytest.approx(0.014, rel=1e-9)
+    assert c.std == pytest.approx(math.sqrt(14e-6), rel=1e-9)
+    assert c.se == pytest.approx(math.sqrt(14e-6) / math.sqrt(3), rel=1e-9)  # 0.00216..., not the std 0.00374
+    rows, _ = qm9_rows(cards, s)
+    assert rows[-2].entries["gap"].render() == "0.0140 (0.0022) [measured 3 seeds]"
+    assert rows[-1].entries["gap"].render() == "0.0280 (0.0043) [measured 3 seeds]"
+    # One seed: no spread at all.
+    one = summary_of_records([qm9_record(0, y, y + 0.01, y, y + 0.02)])
+    c1 = cell(one, set="id_test", metric="rmse")
+    assert c1.std is None and c1.se is None
+    md = build_leaderboard(tmp_path, figures=False, splits_dir=tmp_path / "none")["markdown"].read_text()
+    assert "standard error" in md and "sqrt(number of seeds)" in md and "(std)" not in md
 
 
 def test_partial_coverage_renders_as_partial_never_as_a_number(tmp_path, cards):
@@ -202,21 +240,23 @@ def test_reported_and_measured_are_separate_rows(tmp_path, cards):
     assert "| DPA3-MFT (tiny, stand-in pretrained, measured) |" in table.replace("  ", "")
 
 
-def test_regenerated_splits_are_their_own_rows(tmp_path, cards):
+def test_regenerated_splits_are_other_results_not_table4_columns(tmp_path, cards):
+    """``LOCO`` (regenerated by oodbench) is not Table 4's ``omee2024-LOCO``: it never enters the
+    Table 4 layout; it is listed under other results, named as regenerated."""
     for f in range(50):
         write(tmp_path, make_record("matbench_dielectric", "LOCO", f, "dpa3", "mft", 0, {"test": ([1.0], [1.2])}))
     s = summary_of(tmp_path)
     layout = matbench_layout(cards, s)
-    assert ("LOCO", "matbench_dielectric") in layout.row_keys
-    row = layout.row_keys.index(("LOCO", "matbench_dielectric"))
-    assert layout.labels[row][0] == "LOCO (regenerated)"
-    col = layout.columns.index("DPA3-MFT (measured)")
-    assert layout.entries[row][col].render() == "0.2000 [measured 50/50 folds, 1 seed]"
-    assert all(e.kind == "missing" for e in layout.entries[row][:col])  # no reported number on our splits
-    published = layout.row_keys.index(("omee2024-LOCO", "matbench_dielectric"))
-    assert layout.entries[published][col].kind == "missing"
-    # Only datasets with measured regenerated runs get a row.
-    assert ("LOCO", "matbench_log_gvrh") not in layout.row_keys
+    assert all(split.startswith("omee2024-") or split == "random" for split, _ in layout.row_keys)
+    assert len(layout.row_keys) == 18
+    assert "DPA3-MFT (measured)" not in layout.columns  # no run on Table 4's splits: no measured column
+    other = other_results_table(cards, s)
+    row = next(line for line in other.splitlines() if "LOCO (regenerated)" in line)
+    assert "DPA3-MFT (measured)" in row and "0.2000 [measured 50/50 folds, 1 seed]" in row
+    md = build_leaderboard(tmp_path, figures=False, splits_dir=tmp_path / "none")["markdown"].read_text()
+    table4 = md.split("## MatBench MAE (Table 4 layout)")[1].split("## Other measured results")[0]
+    assert "regenerated" not in "".join(line for line in table4.splitlines() if line.startswith("|"))
+    assert "LOCO (regenerated)" in md.split("## Other measured results")[1]
 
 
 # ---------------------------------------------------------------------------------- ranking
@@ -304,14 +344,17 @@ def test_corrupt_record_is_reported_and_skipped(tmp_path):
     rec = qm9_record(2, y, y + 0.01, y, y + 0.02)
     rec["metrics"]["ood_test"]["rmse"] = 0.0  # does not match the predictions
     wrong.parent.mkdir(parents=True)
-    wrong.write_text(json.dumps(rec))
+    with gzip.open(wrong, "wt") as fh:
+        fh.write(json.dumps(rec))
     out = build_leaderboard(results, figures=False, splits_dir=tmp_path / "none")
     assert out["n_records"] == 1
-    assert sorted(p.name for p, _ in out["skipped"]) == ["record.json", "record.json"]
+    assert sorted(p.name for p, _ in out["skipped"]) == ["record.json.gz", "record.json.gz"]
     assert {Path(p).parent.name for p, _ in out["skipped"]} == {"fold0-seed1-frac1", "fold0-seed2-frac1"}
+    assert not any(problem.startswith(str(p)) for p, problem in out["skipped"])  # the path is not repeated
     md = out["markdown"].read_text()
     assert "## Skipped records" in md and "not readable JSON" in md and "does not match the saved predictions" in md
     assert "0.0200 [measured 1 seed]" in md
+    assert str(tmp_path) not in md  # relative paths only
 
 
 def test_build_writes_markdown_and_figures(tmp_path):
@@ -341,18 +384,20 @@ def test_build_writes_markdown_and_figures(tmp_path):
     out = build_leaderboard(results, splits_dir=tmp_path / "none")
     names = sorted(p.name for p in out["figures"])
     assert names == ["data_efficiency_qm9_gap.png", "fold_errors_matbench-dielectric.png",
-                     "id_vs_ood_dpa3_tiny.png", "id_vs_ood_reported.png"]
+                     "id_vs_ood_dpa3_tiny.png", "id_vs_ood_reported_dpa3.png"]
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in out["figures"])
     md = out["markdown"].read_text()
     assert out["markdown"] == results / "LEADERBOARD.md"
     assert "(figures/fold_errors_matbench-dielectric.png)" in md and "(analysis/collapse.md)" in md
     assert "DPA3-MFT (tiny, measured)" in md and "partial 6/50 folds" in md
     assert "[measured 2 seeds]" in md
+    assert md.index("## Measured here") < md.index("## How to read this") < md.index("## QM9 BOOM")
+    assert "appear here once measured records exist" not in md
     assert "## Other measured results" in md and "train fraction 0.25" in md
     assert "How to read this" in md and "competition ranking" in md
 
 
-def test_cli_prints_where_files_are_and_warns_about_skipped(tmp_path, capsys):
+def test_cli_prints_where_files_are_and_warns_about_skipped_once(tmp_path, capsys):
     from ood_bench.cli import main
 
     results = tmp_path / "results"
@@ -366,19 +411,268 @@ def test_cli_prints_where_files_are_and_warns_about_skipped(tmp_path, capsys):
     assert rc == 0 and out_md.exists()
     assert str(out_md) in captured.out and "0 records, 1 skipped" in captured.out
     assert "warning: skipped corrupt record" in captured.err and "x/record.json" in captured.err
+    assert (captured.out + captured.err).count("skipped corrupt record") == 1
+    assert captured.err.count(str(bad)) == 1  # the path once, not repeated inside the problem
+
+
+@pytest.mark.parametrize("layout", ["missing", "no-runs", "a-file"])
+def test_cli_mistyped_results_dir_is_a_one_line_error_and_creates_nothing(tmp_path, capsys, layout):
+    from ood_bench.cli import main
+
+    results = tmp_path / "reslts"
+    if layout == "no-runs":
+        results.mkdir()
+    elif layout == "a-file":
+        results.write_text("")
+    before = sorted(tmp_path.rglob("*"))
+    rc = main(["leaderboard", "--results-dir", str(results), "--no-figures"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("oodbench: error: ") and err.count("\n") == 1 and str(results) in err
+    assert {"missing": "no such folder", "no-runs": "no runs/ folder", "a-file": "is a file"}[layout] in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing created
+
+
+@pytest.mark.parametrize("target", ["out", "figures"])
+def test_cli_unwritable_output_is_a_one_line_error_checked_first(tmp_path, capsys, monkeypatch, target):
+    """An output folder that cannot be created (a path under a regular file: even root cannot) is
+    one line, exit 1, before any record is read."""
+    from ood_bench.cli import main
+    from ood_bench.leaderboard import build as build_mod
+
+    results = tmp_path / "results"
+    write(results, qm9_record(0, np.zeros(3), np.zeros(3) + 0.1, np.zeros(3), np.zeros(3) + 0.2))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["--out", str(blocker / "sub" / "LB.md")] if target == "out" else [
+        "--out", str(tmp_path / "ok" / "LB.md"), "--figures-dir", str(blocker / "figs")]
+
+    def fail(*a, **k):
+        raise AssertionError("records were read before the output folder was checked")
+
+    monkeypatch.setattr(build_mod, "load_records", fail)
+    rc = main(["leaderboard", "--results-dir", str(results), *args])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("oodbench: error: ") and err.count("\n") == 1
+    assert "is a file, not a folder" in err and str(blocker) in err
+    assert not (tmp_path / "ok").exists()
+
+
+def test_unwritable_folder_is_refused_when_permissions_apply(tmp_path):
+    import os
+
+    from ood_bench.errors import OodBenchError
+    from ood_bench.leaderboard.build import check_writable
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: permission bits do not stop writes (the file-blocker test covers this)")
+        with pytest.raises(OodBenchError, match="not writable"):
+            check_writable(locked / "figures", "figures folder")
+    finally:
+        locked.chmod(0o700)
+
+
+# ------------------------------------------------------------------- every model, registries
+
+
+def _baseline_records() -> list[dict]:
+    """Complete runs of the reference baselines: cm-krr and dummy on all 8 QM9 properties, dummy
+    and rf-scm-magpie on the 18 Table 4 cells, dpa3-frozen with its two presets on QM9 gap."""
+    recs = []
+    rng = np.random.default_rng(3)
+    for model in ("cm-krr", "dummy"):
+        for prop in QM9_PROPERTIES:
+            y = rng.normal(size=6)
+            recs.append(make_record("qm9", f"boom-{prop}", 0, model, "scratch", 0,
+                                    {"val": (y, y), "id_test": (y, y + 0.1), "ood_test": (y, y + 0.3)}, prop=prop,
+                                    preset="hansen2013" if model == "cm-krr" else "mean"))
+    for model, preset, err in (("dummy", "mean", 0.9), ("rf-scm-magpie", "matbench", 0.3)):
+        for ds in MATBENCH_DATASETS:
+            for split, folds in [*((f"omee2024-{m}", 50) for m in OOD_METHODS), ("random", 5)]:
+                for f in range(folds):
+                    recs.append(make_record(ds, split, f, model, "scratch", 0, {"test": ([1.0], [1.0 + err])},
+                                            prop="n", preset=preset))
+    for preset, variant, err in (("ridge", "", 0.02), ("rf", "rf", 0.04)):
+        recs.append(make_record("qm9", "boom-gap", 0, "dpa3-frozen", "lp", 0,
+                                {"id_test": ([0.0, 0.0], [err, err]), "ood_test": ([0.0], [2 * err])}, prop="gap",
+                                preset=preset, variant=variant, stand_in=True))
+    return recs
+
+
+def test_baselines_have_complete_measured_rows_in_both_paper_layouts(cards):
+    s = summary_of_records(_baseline_records())
+    rows, _ = qm9_rows(cards, s)
+    by_label = {rows[i].label: (rows[i], rows[i + 1]) for i in range(0, len(rows), 2)}
+    for label in ("CM-KRR (measured)", "Dummy (measured)"):
+        rid, rood = by_label[label]
+        assert rid.source == "measured" and (rid.line, rood.line) == ("ID", "OOD")
+        assert all(rid.entries[p].kind == rood.entries[p].kind == "measured" for p in QM9_PROPERTIES), label
+        assert rood.gap == "3.00"  # OOD/ID over all 8 properties: 0.3 / 0.1
+    # Reported rows are untouched and come first; measured rows follow, in registry-label order.
+    labels = [r.label for r in rows if r.label]
+    assert labels[:15] == [c.name for c in sorted((c for c in cards if c.has_qm9), key=lambda c: c.order("Table 3"))]
+    layout = matbench_layout(cards, s)
+    assert len(layout.row_keys) == 18
+    for label, value in (("Dummy (measured)", "0.9000"), ("RF-SCM/Magpie (measured)", "0.3000")):
+        j = layout.columns.index(label)
+        cells = [row[j] for row in layout.entries]
+        assert all(e.kind == "measured" and e.value == value for e in cells), label
+        assert {e.coverage for e in cells} == {"50/50 folds, 1 seed", "5/5 folds, 1 seed"}
+    assert layout.headers[-2:] == ["Dummy (measured)", "RF-SCM/Magpie (measured)"]
+    j = layout.columns.index("RF-SCM/Magpie (measured)")
+    assert all(g[2 + j] == "1.00" for g in layout.gap_rows)
+    # The Table 3 layout never shows a crystal-only model, nor Table 4 a molecule-only one.
+    assert "RF-SCM/Magpie (measured)" not in by_label and "CM-KRR (measured)" not in layout.columns
+
+
+def test_presets_and_variants_are_separate_rows(cards):
+    s = summary_of_records(_baseline_records())
+    labels = [r.label for r in qm9_rows(cards, s)[0] if r.label]
+    assert "DPA3-frozen (ridge, stand-in pretrained, measured)" in labels
+    assert "DPA3-frozen (rf, stand-in pretrained, measured)" in labels
+    fam = s[(s["model"] == "dpa3-frozen") & (s["set"] == "id_test") & (s["metric"] == "rmse")]
+    assert sorted(zip(fam["preset"], fam["variant"], strict=True)) == [("rf", "rf"), ("ridge", "")]
+    # The same preset under two variants is still two rows.
+    recs = [make_record("qm9", "boom-gap", 0, "dpa3-frozen", "lp", 0, {"id_test": ([0.0], [e]),
+                        "ood_test": ([0.0], [e])}, prop="gap", preset="ridge", variant=v)
+            for v, e in (("", 0.01), ("sum-pool", 0.02))]
+    labels = [r.label for r in qm9_rows(cards, summary_of_records(recs))[0] if r.label]
+    assert labels[-2:] == ["DPA3-frozen (ridge, measured)", "DPA3-frozen (ridge, sum-pool, measured)"]
+
+
+def test_unregistered_model_and_strategy_render_under_raw_names(cards):
+    recs = [make_record("qm9", "boom-gap", 0, "retired-net", "distill", s, {"id_test": ([0.0], [0.01]),
+                        "ood_test": ([0.0], [0.03])}, prop="gap", preset="big") for s in (0, 1)]
+    recs += [make_record("matbench_dielectric", "random", f, "retired-net", "ft", 0, {"test": ([0.0], [0.5])},
+                         prop="n", preset="big") for f in range(5)]
+    s = summary_of_records(recs)
+    labels = [r.label for r in qm9_rows(cards, s)[0] if r.label]
+    assert labels[-1] == "retired-net-distill (big, measured)"
+    assert "retired-net-FT (big, measured)" in matbench_layout(cards, s).columns  # registered strategy: its label
+    assert measured_label("dpa3", "mft", "paper", False, cards) == "DPA3-MFT (measured)"
+    assert measured_label("cm-krr", "scratch", "hansen2013", False, cards) == "CM-KRR (measured)"  # only preset
+
+
+def test_leaderboard_code_has_no_model_or_strategy_name_tables():
+    """Labels, order, the reference strategy and each dataset's metric come from the registries."""
+    import re
+
+    src = {p.name: p.read_text() for p in (REPO / "ood_bench" / "leaderboard").glob("*.py")}
+    for name in ("aggregate.py", "tables.py", "figures.py", "build.py"):
+        text = src[name]
+        for banned in ("STRATEGY_NAMES", "STRATEGY_ORDER", "MODEL_NAMES", "fig2_order", "_metric_for"):
+            assert banned not in text, (name, banned)
+        assert not re.search(r"""==\s*["'](dpa3|scratch|lp|ft|mft|dummy|cm-krr|rf-scm-magpie|dpa3-frozen)["']""", text)
+        assert not re.search(r"""["'](scratch|mft)["']""", text), name
+
+
+def test_fold_error_figures_include_the_baselines(tmp_path, cards):
+    recs = [r for r in _baseline_records() if r["key"]["dataset"] == "matbench_dielectric"]
+    recs += [make_record("matbench_dielectric", "omee2024-LOCO", f, "dpa3", "mft", 0, {"test": ([1.0], [1.1])},
+                         prop="n", preset="tiny") for f in range(50)]
+    frame = records_frame(recs)
+    panels = fold_error_panels(frame)["matbench_dielectric"]
+    assert [p.split for p in panels] == [*(f"omee2024-{m}" for m in OOD_METHODS), "random"]
+    loco = panels[0]
+    assert [r.model for r, _ in loco.runs] == ["dpa3", "dummy", "rf-scm-magpie"]
+    assert all(len(per_fold) == 50 for _, per_fold in loco.runs)
+    assert [str(f) for f in loco.runs[1][1].index[:3]] == ["0", "1", "2"]  # numeric fold order
+    from ood_bench.leaderboard.figures import fold_error_figures
+
+    figs = fold_error_figures(frame, summary_of_records(recs), cards, tmp_path)
+    assert [f.path.name for f in figs] == ["fold_errors_matbench-dielectric.png"]
+
+
+# ---------------------------------------------------------------------------- measured here
+
+
+def test_measured_here_lists_every_family_first_with_ood_id_ratio(tmp_path, cards):
+    y = np.zeros(4)
+    for seed in (0, 1):
+        write(tmp_path, qm9_record(seed, y, y + 0.01, y, y + 0.03, strategy="ft", preset="tiny",
+                                   dropped={"train": 48, "val": 123, "id_test": 104, "ood_test": 639}))
+    for f in range(5):
+        write(tmp_path, make_record("matbench_dielectric", "random", f, "dummy", "scratch", 0,
+                                    {"test": ([1.0], [1.25])}, prop="n", preset="mean"))
+    s = summary_of(tmp_path)
+    two, one = measured_overview(cards, s)
+    row = next(line for line in two.splitlines() if "DPA3-FT (tiny, measured)" in line)
+    cols = [c.strip() for c in row.strip("|").split("|")]
+    assert cols[1:] == ["qm9", "boom-gap", "gap", "RMSE", "0.0100 (0.0000)", "0.0300 (0.0000)", "3.00", "2 seeds"]
+    row = next(line for line in one.splitlines() if "Dummy (measured)" in line)
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == [
+        "matbench_dielectric", "Random", "n", "MAE", "test", "0.2500", "5/5 folds, 1 seed"]
+    md = build_leaderboard(tmp_path, figures=False, splits_dir=tmp_path / "none")["markdown"].read_text()
+    head = md.split("## How to read this")[0]
+    assert "## Measured here" in head and "DPA3-FT (tiny, measured)" in head and "Dummy (measured)" in head
+    assert md.index("## Measured here") < md.index("## QM9 BOOM")
+    # Molecules dropped for lack of coordinates: how many per set, and where to get them.
+    assert "train 48 of 148, val 123 of 126, id_test 104 of 108, ood_test 639 of 643" in head
+    assert "OODBENCH_QM9_TARBALL" in head and "original QM9 tarball" in head
+    assert "appear here once measured records exist" not in md
+
+
+def test_measured_here_with_no_records_says_so(tmp_path):
+    md = build_leaderboard(tmp_path, figures=False, splits_dir=tmp_path / "none")["markdown"].read_text()
+    section = md.split("## Measured here")[1].split("## How to read this")[0]
+    assert "No measured records" in section
+    assert "appear here once measured records exist" in md
+
+
+def test_dropped_structures_are_collected_per_split(tmp_path):
+    y = np.zeros(3)
+    recs = [qm9_record(s, y, y, y, y, dropped={"train": 5, "val": 0, "id_test": 1, "ood_test": 7}) for s in (0, 1)]
+    recs.append(qm9_record(0, y, y, y, y, prop="homo", dropped={"train": 0, "val": 0, "id_test": 0, "ood_test": 0}))
+    (d,) = dropped_structures(recs)
+    assert (d.dataset, d.split, d.counts["ood_test"], d.totals["ood_test"]) == ("qm9", "boom-gap", [7], [10])
+
+
+# ------------------------------------------------------------------------------- committed pages
+
+
+def test_committed_quickstart_leaderboard_is_what_the_command_makes(tmp_path, capsys):
+    """results/quickstart/LEADERBOARD.md is exactly what `oodbench leaderboard` makes from the
+    committed quickstart records (built here in a copy with the same layout), and it is deterministic."""
+    from ood_bench.cli import main
+
+    src = REPO / "results" / "quickstart"
+    if not (src / "runs").is_dir() or not (src / "LEADERBOARD.md").exists():
+        pytest.skip("no committed quickstart records")
+    results = tmp_path / "quickstart"
+    shutil.copytree(src / "runs", results / "runs", ignore=shutil.ignore_patterns("*.pt", "work"))
+    args = ["leaderboard", "--results-dir", str(results), "--splits-dir", str(REPO / "splits")]
+    assert main(args) == 0
+    fresh = (results / "LEADERBOARD.md").read_text()
+    assert fresh == (src / "LEADERBOARD.md").read_text()
+    assert sorted(p.name for p in (results / "figures").iterdir()) == sorted(
+        p.name for p in (src / "figures").iterdir())
+    assert main(args) == 0
+    assert (results / "LEADERBOARD.md").read_text() == fresh  # deterministic: no timestamps
+    capsys.readouterr()
 
 
 def test_committed_leaderboard_is_up_to_date(tmp_path):
-    """results/LEADERBOARD.md is what `oodbench leaderboard` makes from the committed records."""
+    """results/LEADERBOARD.md is what `oodbench leaderboard` makes from the committed records, built
+    in a copy with the same layout (only files git tracks: local, uncommitted runs do not count)."""
+    import subprocess
+
     committed = REPO / "results" / "LEADERBOARD.md"
     if not committed.exists():
         pytest.skip("results/LEADERBOARD.md not generated yet")
-    if (REPO / "results" / "runs").exists():
-        pytest.skip("local result records present: the committed file reflects the published state only")
-    out = build_leaderboard(tmp_path, tmp_path / "LEADERBOARD.md", figures=False, splits_dir=tmp_path / "none")
-    fresh = out["markdown"].read_text().replace(f"`{tmp_path.name}", "`")
-    assert _tables(fresh) == _tables(committed.read_text())
-
-
-def _tables(md: str) -> list[str]:
-    return [line for line in md.splitlines() if line.startswith("|")]
+    listed = subprocess.run(["git", "ls-files", "results/runs"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell committed records from local ones")
+    results = tmp_path / "results"
+    for rel in listed.stdout.split():
+        (results.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, results.parent / rel)
+    if (REPO / "results" / "analysis" / "collapse.md").exists():
+        (results / "analysis").mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "results" / "analysis" / "collapse.md", results / "analysis" / "collapse.md")
+    out = build_leaderboard(results, splits_dir=REPO / "splits")
+    assert out["markdown"].read_text() == committed.read_text()
+    assert sorted(p.name for p in out["figures"]) == sorted(p.name for p in (REPO / "results" / "figures").iterdir())

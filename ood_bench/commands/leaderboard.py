@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from . import results_dir_option, splits_dir_option
+from . import splits_dir_option
 
 
 @click.command("leaderboard")
-@results_dir_option
+@click.option("--results-dir", envvar="OODBENCH_RESULTS_DIR", type=click.Path(), default=None,
+              help="Result records folder, holding runs/ [env OODBENCH_RESULTS_DIR; default ./results].")
 @click.option("--out", "out_md", type=click.Path(dir_okay=False), default=None,
               help="Markdown file to write [default: <results-dir>/LEADERBOARD.md].")
 @click.option("--figures-dir", type=click.Path(file_okay=False), default=None,
@@ -21,23 +22,42 @@ def leaderboard(results_dir: str | None, out_md: str | None, figures_dir: str | 
                 baselines_dir: str | None, no_figures: bool) -> None:
     """Build the leaderboard: published numbers (baselines/*.yaml) next to measured results.
 
-    Reads every results/runs/**/record.json (a corrupt record is reported and skipped), writes
-    LEADERBOARD.md with the QM9 (paper Table 3) and MatBench (Table 4) tables and the OOD/ID
-    gaps, plus PNG figures, and prints where they are.
+    Reads every <results-dir>/runs/**/record.json.gz (and legacy record.json; a corrupt record is
+    reported once and skipped), writes LEADERBOARD.md with the measured runs first, then the QM9
+    (paper Table 3) and MatBench (Table 4) tables and the OOD/ID gaps, plus PNG figures, and
+    prints where they are. A --results-dir given explicitly must hold a runs/ folder; without it,
+    ./results is used and may hold none (the reported numbers only).
 
     \b
     Example:
       oodbench leaderboard
-      oodbench leaderboard --results-dir results --out results/LEADERBOARD.md
+      oodbench leaderboard --results-dir results/quickstart
+      oodbench leaderboard --results-dir results --out /tmp/LEADERBOARD.md --no-figures
     """
     from pathlib import Path
 
+    from ..errors import DataMissingError
     from ..leaderboard import build_leaderboard
 
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source("results_dir")
+    if results_dir and source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
+        given = "--results-dir" if source == click.core.ParameterSource.COMMANDLINE else "OODBENCH_RESULTS_DIR"
+        root = Path(results_dir)
+        if not root.is_dir():
+            what = "is a file, not a folder" if root.exists() else "no such folder"
+            raise DataMissingError(f"{given} {results_dir}: {what}")
+        if not (root / "runs").is_dir():
+            raise DataMissingError(f"{given} {results_dir}: no runs/ folder inside, so no result records (a typo? "
+                                   "records live in <results-dir>/runs/)")
+
+    def warn(problem) -> None:
+        from ..leaderboard.build import problem_text
+
+        click.echo(f"warning: skipped corrupt record {problem.path}: {problem_text(problem)}", err=True)
+
     out = build_leaderboard(results_dir, out_md, figures_dir, splits_dir=splits_dir, baselines_dir=baselines_dir,
-                            figures=not no_figures)
-    for path, problem in out["skipped"]:
-        click.echo(f"warning: skipped corrupt record {path}: {problem}", err=True)
+                            figures=not no_figures, on_skip=warn)
     cwd = Path.cwd()
 
     def show(p: Path) -> str:

@@ -1,8 +1,8 @@
 """The leaderboard: a pure reduce from result records and published baselines to markdown + figures.
 
 - ``baselines``: load and validate the YAML cards under ``baselines/`` (published numbers).
-- ``aggregate``: records -> tidy frame -> per-cell mean/std/coverage.
-- ``tables``: markdown tables in the layouts of the paper's Tables 3 and 4.
+- ``aggregate``: records -> tidy frame -> per-cell mean, standard error over seeds, coverage.
+- ``tables``: the "Measured here" overview and markdown tables in the layouts of the paper's Tables 3 and 4.
 - ``figures``: PNG figures (matplotlib Agg canvas).
 - ``build``: :func:`build_leaderboard`, which ties them together.
 """

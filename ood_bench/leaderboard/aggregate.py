@@ -1,11 +1,17 @@
 """Records -> tidy frame -> one summary cell per (run family, evaluation set, metric).
 
 A *run family* is everything that identifies a table cell except seed and fold: dataset, split,
-property, model, strategy, preset, stand-in flag and training fraction. A cell is the mean over
-seeds of the per-seed mean over folds; its std is the population std (numpy's default, ddof=0)
-over seeds. It is *complete* only when every seed seen has every expected fold; expected fold
-counts come from the split file when present, else from defaults (BOOM 1, MatBench random 5,
-LOCO/Sparse* 50).
+property, model, strategy, preset, variant (``key.variant``: a non-default preset or other
+option that makes a different run), stand-in flag and training fraction. A cell is the mean over
+seeds of the per-seed mean over folds; its spread is the **standard error** over seeds: the
+population std (numpy's default, ddof=0) over seeds divided by sqrt(number of seeds), the
+convention of the paper's bracketed values. It is *complete* only when every seed seen has every
+expected fold; expected fold counts come from the split file when present, else from defaults
+(BOOM 1, MatBench random 5, LOCO/Sparse* 50).
+
+Display names, order and the reference strategy come from the registries (``ood_bench.models``,
+``ood_bench.strategies``, ``ood_bench.datasets``); a record whose model, strategy or dataset is no
+longer registered still renders, under its raw names.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,12 +31,66 @@ from .baselines import Card, card_for_run
 
 log = logging.getLogger(__name__)
 
-FAMILY = ["dataset", "split", "property", "model", "strategy", "preset", "stand_in", "train_fraction"]
-STRATEGY_NAMES = {"scratch": "Scratch", "lp": "LP", "ft": "FT", "mft": "MFT"}
-STRATEGY_ORDER = {"scratch": 0, "lp": 1, "ft": 2, "mft": 3}
-MODEL_NAMES = {"dpa3": "DPA3"}
+# What identifies a run within a family (one row/column of a table).
+RUN = ["model", "strategy", "preset", "variant", "stand_in"]
+FAMILY = ["dataset", "split", "property", "model", "strategy", "preset", "variant", "stand_in", "train_fraction"]
 COLUMNS = [*FAMILY, "fold", "seed", "set", "n", "mae", "rmse", "r2", "max_error", "n_train", "path"]
 _SPARSE = re.compile(r"^(omee2024-)?(LOCO|Sparse[XY](cluster|single))$")
+PAPER_PRESET = "paper"  # the preset that reproduces the paper's model: its measured rows carry no preset tag
+
+
+# ------------------------------------------------------------------------------ registries
+
+
+def model_label(model: str) -> str:
+    """Registered display label of a model ("RF-SCM/Magpie"); an unregistered name shows as itself."""
+    from ..models import label_of
+
+    return label_of(model)
+
+
+def strategy_label(strategy: str) -> str:
+    from ..strategies import label_of
+
+    return label_of(strategy)
+
+
+def strategy_rank(strategy: str) -> int:
+    """Registered order of a strategy (unknown strategies last)."""
+    from ..strategies import STRATEGIES
+
+    return STRATEGIES.get(strategy).order if strategy in STRATEGIES else 1000
+
+
+def reference_strategy() -> str:
+    """The strategy the others are compared with (the paper's Scratch)."""
+    from ..strategies import reference_strategy as ref
+
+    return ref()
+
+
+def headline_metric(dataset: str) -> str:
+    """The dataset's headline metric as the paper reports it (``DatasetSpec.metric``); "mae" for a
+    dataset that is no longer registered."""
+    from ..datasets import DATASETS
+
+    return DATASETS.get(dataset).metric if dataset in DATASETS else "mae"
+
+
+def has_several_targets(dataset: str) -> bool:
+    from ..datasets import DATASETS
+
+    return dataset not in DATASETS or len(DATASETS.get(dataset).targets) > 1
+
+
+def _single_preset(model: str, preset: str) -> bool:
+    """True when ``preset`` is the registered model's only preset (naming it says nothing)."""
+    from ..models import MODELS
+
+    return model in MODELS and list(MODELS.get(model).presets) == [preset]
+
+
+# ------------------------------------------------------------------------------ records
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -43,7 +103,8 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         base = {
             "dataset": str(key["dataset"]), "split": str(key["split"]), "property": str(key.get("property", "")),
             "model": str(key["model"]), "strategy": str(key["strategy"]),
-            "preset": str(config.get("preset") or ""), "stand_in": bool(pre.get("stand_in", False)),
+            "preset": str(config.get("preset") or ""), "variant": str(key.get("variant") or ""),
+            "stand_in": bool(pre.get("stand_in", False)),
             "train_fraction": float(key.get("train_fraction", 1.0)), "fold": str(key["fold"]),
             "seed": int(key["seed"]), "n_train": (rec.get("data") or {}).get("n_train"),
             "path": rec.get("_path", ""),
@@ -54,23 +115,89 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+@dataclass
+class Dropped:
+    """Structures a group of records dropped for lack of coordinates, per set."""
+
+    dataset: str
+    split: str
+    train_fraction: float
+    counts: dict[str, list[int]]    # set -> distinct dropped counts seen (one value unless sources differ)
+    totals: dict[str, list[int]]    # set -> distinct set sizes before dropping
+    sources: list[str]              # distinct dataset checksum statuses / sources named by the records
+
+
+def dropped_structures(records: Iterable[dict[str, Any]]) -> list[Dropped]:
+    """Per (dataset, split, train fraction): what the records say they dropped
+    (``record["data"]["dropped_without_structure"]``); groups that dropped nothing are left out."""
+    groups: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for rec in records:
+        data = rec.get("data") or {}
+        dropped = data.get("dropped_without_structure") or {}
+        if not any(int(v or 0) for v in dropped.values()):
+            continue
+        key = rec["key"]
+        g = groups.setdefault((str(key["dataset"]), str(key["split"]), float(key.get("train_fraction", 1.0))),
+                              {"counts": {}, "totals": {}, "sources": set()})
+        for set_name, v in dropped.items():
+            g["counts"].setdefault(set_name, set()).add(int(v or 0))
+            total = (data.get("n") or {}).get(set_name)
+            if total is not None:
+                g["totals"].setdefault(set_name, set()).add(int(total))
+        status = data.get("dataset_checksum_status")
+        if status:
+            g["sources"].add(str(status))
+    return [Dropped(ds, split, frac, {s: sorted(v) for s, v in g["counts"].items()},
+                    {s: sorted(v) for s, v in g["totals"].items()}, sorted(g["sources"]))
+            for (ds, split, frac), g in sorted(groups.items())]
+
+
+# ------------------------------------------------------------------------------ runs and labels
+
+
+class Run(NamedTuple):
+    """A run's identity within a family: one measured row (QM9) or column (MatBench)."""
+
+    model: str
+    strategy: str
+    preset: str
+    variant: str
+    stand_in: bool
+
+    def sort_key(self) -> tuple:
+        return (self.model, strategy_rank(self.strategy), self.strategy, self.preset != PAPER_PRESET,
+                self.preset, self.variant, self.stand_in)
+
+    def label(self, cards: list[Card] | None = None, train_fraction: float = 1.0) -> str:
+        return measured_label(self.model, self.strategy, self.preset, self.stand_in, cards, train_fraction,
+                              variant=self.variant)
+
+
+def runs_sorted(runs: Iterable[tuple]) -> list[Run]:
+    return sorted((Run(*r) for r in runs), key=Run.sort_key)
+
+
 def run_name(model: str, strategy: str, cards: list[Card] | None = None) -> str:
-    """Display name of a model x strategy ("DPA3-MFT"), from its card when there is one."""
+    """Display name of a model x strategy ("DPA3-MFT"), from its card when there is one, else from
+    the registered labels (raw names for a model or strategy no longer registered)."""
     card = card_for_run(cards or [], model, strategy)
     if card:
         return card.name
-    return f"{MODEL_NAMES.get(model, model)}-{STRATEGY_NAMES.get(strategy, strategy)}"
+    return f"{model_label(model)}-{strategy_label(strategy)}"
 
 
 def measured_label(model: str, strategy: str, preset: str, stand_in: bool, cards: list[Card] | None = None,
-                   train_fraction: float = 1.0) -> str:
+                   train_fraction: float = 1.0, *, variant: str = "") -> str:
     """``DPA3-MFT (measured)``, ``DPA3-MFT (tiny, stand-in pretrained, measured)``: a measured run
-    never shares a label with the paper's model."""
+    never shares a label with the paper's model. The preset is named unless it is the paper's or
+    the model's only one; a variant other than the preset is named too."""
     tags = []
     if not preset:
         tags.append("preset unknown")
-    elif preset != "paper":
+    elif preset != PAPER_PRESET and not _single_preset(model, preset):
         tags.append(preset)
+    if variant and variant != preset:
+        tags.append(variant)
     if stand_in:
         tags.append("stand-in pretrained")
     if train_fraction != 1.0:
@@ -122,12 +249,13 @@ class Cell:
     """Summary of one run family on one evaluation set and metric."""
 
     mean: float | None
-    std: float | None
+    std: float | None             # population std (ddof=0) over seeds; None with one seed
     n_seeds: int
     done: int                     # (seed, fold) runs present
     expected: int | None          # n_seeds x expected folds, None when the fold count is unknown
     folds_expected: int | None
     complete: bool
+    se: float | None = None       # standard error: std / sqrt(seeds); what tables show in brackets
     per_seed: dict[int, float] = field(default_factory=dict)   # seed -> mean over folds (complete seeds)
     per_fold: dict[str, float] = field(default_factory=dict)   # fold -> mean over seeds
 
@@ -159,13 +287,16 @@ def summarize_group(group: pd.DataFrame, metric: str, folds_expected: int | None
         else:
             per_seed[s] = float(folds.mean())
     expected = None if folds_expected is None else folds_expected * len(seeds)
+    mean = std = se = None
     if complete and per_seed:
-        arr = np.array(list(per_seed.values()))
-        mean, std = float(arr.mean()), (float(arr.std()) if arr.size > 1 else None)
-    else:
-        mean = std = None
+        arr = np.array([per_seed[s] for s in sorted(per_seed)])
+        mean = float(arr.mean())
+        if arr.size > 1:
+            std = float(arr.std())  # population std (ddof=0)
+            se = std / math.sqrt(arr.size)
     per_fold = {str(f): float(v) for f, v in values.groupby("fold")[metric].mean().items()}
-    return Cell(mean, std, len(seeds), done, expected, folds_expected, complete, per_seed, per_fold)
+    return Cell(mean, std, len(seeds), done, expected, folds_expected, complete, se=se, per_seed=per_seed,
+                per_fold=per_fold)
 
 
 def summarize(frame: pd.DataFrame, fold_counter: FoldCounter | None = None) -> pd.DataFrame:
@@ -187,5 +318,3 @@ def geo_mean(values: Iterable[float]) -> float | None:
     return float(np.exp(np.mean(np.log(vals)))) if vals else None
 
 
-def run_sort_key(model: str, strategy: str, preset: str, stand_in: bool) -> tuple:
-    return (model, STRATEGY_ORDER.get(strategy, 99), strategy, preset != "paper", preset, stand_in)

@@ -1,12 +1,14 @@
 """Published baselines: one YAML card per model under ``baselines/`` (schema: baselines/README.md).
 
 Numbers stay the strings printed in the paper; :func:`as_decimal` turns them into exact decimals
-for ranking, so ``"0.0171"`` is never shown as ``0.017100000000000001``.
+for ranking, so ``"0.0171"`` is never shown as ``0.017100000000000001``. Bracketed spreads
+(``id_se``/``ood_se``) are standard errors over training runs, as the paper prints them. A card
+for a registered model that oodbench measures but no paper reports (``dummy``, ``cm-krr``...)
+carries its citation and no numbers.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -58,13 +60,18 @@ class Card:
     path: Path | None = None
 
     def qm9(self, prop: str) -> dict[str, str] | None:
-        """``{id, ood, id_std?, ood_std?, metric, unit}`` for a QM9 property, or None."""
+        """``{id, ood, id_se?, ood_se?, metric, unit}`` for a QM9 property, or None."""
         return self.metrics.get(QM9, {}).get(QM9_SPLIT_FAMILY, {}).get(prop)
 
     def matbench(self, dataset: str, method: str) -> str | None:
         """The printed MAE for a MatBench dataset and Table 4 split method, or None."""
         entry = self.metrics.get(dataset, {}).get(method)
         return entry["mae"] if entry else None
+
+    @property
+    def has_numbers(self) -> bool:
+        """False for a measured-only card (a registered model no paper reports)."""
+        return bool(self.metrics)
 
     @property
     def has_qm9(self) -> bool:
@@ -88,13 +95,10 @@ def decimals_of(text: str) -> int:
 
 
 def default_baselines_dir() -> Path:
-    """``$OODBENCH_BASELINES_DIR``, else ``baselines/`` of the source checkout, else ``./baselines``."""
-    if os.environ.get(BASELINES_ENV):
-        return Path(os.environ[BASELINES_ENV]).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[2] / "baselines"
-    if repo.is_dir():
-        return repo
-    return Path("baselines").resolve()
+    """``$OODBENCH_BASELINES_DIR``, else the cards oodbench ships (``ood_bench.paths.baselines_dir``)."""
+    from ..paths import baselines_dir
+
+    return baselines_dir()
 
 
 def _is_number(v: Any) -> bool:
@@ -107,12 +111,29 @@ def _is_number(v: Any) -> bool:
     return True
 
 
+def _registered_model(name: Any) -> bool:
+    if not isinstance(name, str) or not name:
+        return False
+    from ..models import MODELS
+
+    return name in MODELS
+
+
 def validate_card(data: Any, stem: str | None = None) -> list[str]:
-    """Problems with a card (empty when valid). ``stem`` is the file name without ``.yaml``."""
+    """Problems with a card (empty when valid). ``stem`` is the file name without ``.yaml``.
+
+    A card with published numbers needs ``source_table`` and ``metrics``; a card for a registered
+    model that is only measured here (``reported_only: false``, ``model`` registered) leaves both
+    out (or empty): it then holds the model's citation only.
+    """
     if not isinstance(data, dict):
         return ["card is not a YAML mapping"]
     problems: list[str] = []
-    for f in ("name", "key", "citation", "source_table", "reported_only", "metrics"):
+    measured_only = (data.get("reported_only") is False and _registered_model(data.get("model"))
+                     and not data.get("metrics") and not data.get("source_table"))
+    required = ("name", "key", "citation", "reported_only") if measured_only else (
+        "name", "key", "citation", "source_table", "reported_only", "metrics")
+    for f in required:
         if f not in data:
             problems.append(f"missing field '{f}'")
     if "params" not in data:
@@ -131,10 +152,11 @@ def validate_card(data: Any, stem: str | None = None) -> list[str]:
         problems.append("params must be a string like '9.2M' or null")
     if not isinstance(data["citation"], str) or len(data["citation"]) < 20:
         problems.append("citation must be a full reference string")
-    tables = data["source_table"]
+    tables = data.get("source_table", [])
     if isinstance(tables, str):
         tables = [tables]
-    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) and t for t in tables):
+    if not isinstance(tables, list) or not all(isinstance(t, str) and t for t in tables) or (
+            not tables and not measured_only):
         problems.append("source_table must be a table name or a list of them")
         tables = []
     if isinstance(data.get("citation"), str) and not all(t in data["citation"] for t in tables):
@@ -151,9 +173,12 @@ def validate_card(data: Any, stem: str | None = None) -> list[str]:
     notes = data.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         problems.append("notes must be a list of strings")
+    if measured_only:
+        return problems
     metrics = data["metrics"]
     if not isinstance(metrics, dict) or not metrics:
-        return [*problems, "metrics must be a non-empty mapping"]
+        return [*problems, "metrics must be a non-empty mapping (only a card for a registered model measured "
+                           "here, reported_only: false, may have none)"]
     for dataset, by_split in metrics.items():
         if dataset == QM9:
             problems += _check_qm9(by_split)
@@ -176,7 +201,7 @@ def _check_qm9(by_split: Any) -> list[str]:
         if not isinstance(e, dict):
             problems.append(f"{where} must be a mapping")
             continue
-        extra = set(e) - {"metric", "unit", "id", "ood", "id_std", "ood_std"}
+        extra = set(e) - {"metric", "unit", "id", "ood", "id_se", "ood_se", "id_std", "ood_std"}
         if extra:
             problems.append(f"{where}: unknown fields {sorted(extra)}")
         if e.get("metric") != "rmse":
@@ -186,11 +211,15 @@ def _check_qm9(by_split: Any) -> list[str]:
         for f in ("id", "ood"):
             if not _is_number(e.get(f)):
                 problems.append(f"{where}.{f} must be a quoted number string as printed, e.g. \"0.0171\"")
-        for f in ("id_std", "ood_std"):
+        for f in ("id_se", "ood_se"):
             if f in e and not _is_number(e[f]):
                 problems.append(f"{where}.{f} must be a quoted number string")
-        if ("id_std" in e) != ("ood_std" in e):
-            problems.append(f"{where}: give both id_std and ood_std or neither")
+        if ("id_se" in e) != ("ood_se" in e):
+            problems.append(f"{where}: give both id_se and ood_se or neither")
+        for f in ("id_std", "ood_std"):
+            if f in e:
+                problems.append(f"{where}.{f}: the paper's bracketed values are standard errors; name them "
+                                f"{f.replace('_std', '_se')}")
     return problems
 
 
@@ -228,11 +257,11 @@ def read_card(path: Path) -> Card:
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CorruptFileError(f"{path}: {problems[0]}{more}")
-    tables = data["source_table"]
+    tables = data.get("source_table") or []
     return Card(
         name=data["name"], key=data["key"], params=data["params"], citation=data["citation"],
         source_table=tuple([tables] if isinstance(tables, str) else tables), reported_only=data["reported_only"],
-        metrics=data["metrics"], model=data.get("model"), strategy=data.get("strategy"),
+        metrics=data.get("metrics") or {}, model=data.get("model"), strategy=data.get("strategy"),
         notes=tuple(data.get("notes", [])), source_order=dict(data.get("source_order", {})), path=Path(path),
     )
 

@@ -1,36 +1,81 @@
 """``build_leaderboard``: the pure reduce from result records + baseline cards to LEADERBOARD.md
-and figures. Reads nothing but ``<results>/runs/**/record.json``, ``baselines/*.yaml`` and (for
-expected fold counts) split files; a corrupt record is reported and skipped, never fatal.
+and figures. Reads nothing but ``<results>/runs/**/record.json[.gz]``, ``baselines/*.yaml`` and
+(for expected fold counts) split files; a corrupt record is reported once and skipped, never
+fatal. The output is deterministic: no timestamps, every iteration sorted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..errors import OodBenchError
 from ..io_utils import atomic_write_bytes
-from ..records import load_records
-from .aggregate import FoldCounter, records_frame, summarize
-from .baselines import Card, load_cards, matbench_cards, qm9_cards
+from ..records import RecordProblem, load_records
+from .aggregate import Dropped, FoldCounter, dropped_structures, records_frame, strategy_rank, summarize
+from .baselines import QM9, Card, load_cards, matbench_cards, qm9_cards
 from .figures import Figure, data_efficiency_figures, fold_error_figures, id_vs_ood_figures
-from .tables import MARK, SPLIT_NOTES, matbench_table, other_results_table, qm9_gap_table, qm9_table
+from .tables import (
+    MARK,
+    SPLIT_NOTES,
+    matbench_table,
+    measured_overview,
+    other_results_table,
+    qm9_gap_table,
+    qm9_table,
+)
 
 log = logging.getLogger(__name__)
 
 SOURCE = ("Zhang et al. 2025, *Multi-Task Fine-Tuning Enables Robust Out-of-Distribution Generalization in "
           "Atomistic Models*")
+SE_RULE = ("population std over seeds / sqrt(number of seeds), the convention of the paper's bracketed "
+           "values")
+
+
+def problem_text(p: RecordProblem) -> str:
+    """The problem without the file name the reader already sees beside it."""
+    text = str(p.problem)
+    prefix = f"{p.path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _log_skipped(p: RecordProblem) -> None:
+    log.warning("skipped corrupt record %s: %s", p.path, problem_text(p))
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """One-line error unless the folder ``path`` exists and is writable, or can be created: its
+    nearest existing ancestor is a writable folder. Creates nothing."""
+    path = Path(path).absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise OodBenchError(f"{what} {path} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OodBenchError(f"{what} {path} is not writable")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OodBenchError(f"cannot create {what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OodBenchError(f"cannot create {what} {path}: {parent} is not writable")
 
 
 def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path | None = None,
                       figures_dir: str | Path | None = None, *, splits_dir: str | Path | None = None,
-                      baselines_dir: str | Path | None = None, figures: bool = True) -> dict[str, Any]:
+                      baselines_dir: str | Path | None = None, figures: bool = True,
+                      on_skip: Callable[[RecordProblem], None] | None = _log_skipped) -> dict[str, Any]:
     """Reduce every valid record under ``results_dir`` (default: ``results_dir()``) and the baseline
     cards into ``out_md`` (default ``<results>/LEADERBOARD.md``) and PNG figures (default
-    ``<results>/figures``).
+    ``<results>/figures``). The output folders are checked before anything is computed; each
+    skipped record is passed once to ``on_skip`` (default: a logged warning; None: silent).
 
     Returns ``{"markdown": Path, "figures": [Path], "figures_dir": Path, "n_records": int,
     "skipped": [(Path, problem)], "n_cards": int}``.
@@ -40,10 +85,16 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
     results = resolve_results(results_dir)
     out_md = Path(out_md) if out_md else results / "LEADERBOARD.md"
     fig_dir = Path(figures_dir) if figures_dir else results / "figures"
+    if out_md.is_dir():
+        raise OodBenchError(f"leaderboard file {out_md} is a folder; give a file name (e.g. {out_md}/LEADERBOARD.md)")
+    check_writable(out_md.parent, "leaderboard folder")
+    if figures:
+        check_writable(fig_dir, "figures folder")
     cards = load_cards(baselines_dir)
     records, problems = load_records(results)
-    for p in problems:
-        log.warning("skipped corrupt record %s: %s", p.path, p.problem)
+    if on_skip is not None:
+        for p in problems:
+            on_skip(p)
     frame = records_frame(records)
     summary = summarize(frame, FoldCounter(splits_dir))
     figs: list[Figure] = []
@@ -51,14 +102,15 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
         figs += id_vs_ood_figures(cards, summary, fig_dir)
         figs += fold_error_figures(frame, summary, cards, fig_dir)
         figs += data_efficiency_figures(frame, cards, fig_dir)
-    text = render_markdown(cards, summary, frame, figs, problems, out_md, results)
+    text = render_markdown(cards, summary, frame, figs, problems, out_md, results,
+                           dropped=dropped_structures(records))
     atomic_write_bytes(out_md, text.encode("utf-8"))
     return {
         "markdown": out_md,
         "figures": [f.path for f in figs],
         "figures_dir": fig_dir,
         "n_records": len(records),
-        "skipped": [(p.path, p.problem) for p in problems],
+        "skipped": [(p.path, problem_text(p)) for p in problems],
         "n_cards": len(cards),
     }
 
@@ -85,28 +137,105 @@ def _footnotes(cards: list[Card], table: str) -> list[str]:
     return lines
 
 
+def _counts(values: list[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def _dropped_lines(dropped: list[Dropped]) -> list[str]:
+    """What the records dropped for lack of coordinates, per set, and how to avoid it."""
+    if not dropped:
+        return []
+    lines = ["Structures dropped for lack of coordinates (the data source has none for them; every number "
+             "above is on the rest):", ""]
+    for d in dropped:
+        parts = []
+        for set_name, counts in d.counts.items():
+            total = d.totals.get(set_name)
+            parts.append(f"{set_name} {_counts(counts)}" + (f" of {_counts(total)}" if total else ""))
+        frac = "" if d.train_fraction == 1.0 else f" (train fraction {d.train_fraction:g})"
+        source = f"; data: {', '.join(d.sources)}" if d.sources else ""
+        lines.append(f"- `{d.dataset}` `{d.split}`{frac}: {', '.join(parts)}{source}")
+    if any(d.dataset == QM9 for d in dropped):
+        from ..datasets.qm9 import TARBALL_ENV, TARBALL_NAME
+
+        lines += ["", "QM9: `qm9pack` has no coordinates for the 3,054 molecules it leaves uncharacterised, and "
+                      "BOOM splits (made on all 133,885) contain some of them. The original QM9 tarball includes them: "
+                      f"set `{TARBALL_ENV}=/path/{TARBALL_NAME}` (or put it in `<data>/qm9/`) and rerun to evaluate "
+                      "on every molecule of the split."]
+    return [*lines, ""]
+
+
+def _measured_section(cards: list[Card], summary: pd.DataFrame, dropped: list[Dropped], n_records: int,
+                      runs_rel: str) -> list[str]:
+    L = ["## Measured here", ""]
+    if not n_records:
+        return [*L, f"No measured records under `{runs_rel}` yet (`oodbench run ...` or `oodbench quickstart` make "
+                    "them); the tables below hold the reported numbers only.", ""]
+    two, one = measured_overview(cards, summary)
+    L += [f"Every measured run family under `{runs_rel}`, one row each, on the dataset's headline metric "
+          f"(QM9: RMSE, MatBench: MAE). A value reads `mean (SE)`: the mean over seeds of each seed's mean over "
+          f"folds and, with 2+ seeds, its standard error ({SE_RULE}). Full-data runs on the paper's splits also "
+          "appear in the Table 3 / Table 4 layouts below; everything else under "
+          "\"Other measured results\".",
+          ""]
+    if two:
+        L += ["Splits with an in-distribution and an out-of-distribution test set (OOD/ID: ratio of the two "
+              "errors, 1.00 = no generalization gap):", "", two, ""]
+    if one:
+        L += ["Splits with one test set (MatBench: each split method's test folds):", "", one, ""]
+    return L + _dropped_lines(dropped)
+
+
+def _measured_footnotes(cards: list[Card], summary: pd.DataFrame) -> list[str]:
+    """References of the models behind measured rows that have a card (baselines/<card>.yaml)."""
+    if summary.empty:
+        return []
+    keys = sorted({(r.model, r.strategy) for r in summary.itertuples()},
+                  key=lambda k: (k[0], strategy_rank(k[1]), k[1]))
+    seen, lines = set(), []
+    for model, strategy in keys:
+        for c in cards:
+            if not c.reported_only and c.model == model and c.strategy == strategy and c.key not in seen:
+                seen.add(c.key)
+                lines.append(f"- **{c.name}** (`{model}`, {strategy}): {c.citation.split('; numbers from')[0]}")
+    return ["Measured models: references.", "", *lines, ""] if lines else []
+
+
 def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFrame, figs: list[Figure],
-                    problems: list, out_md: Path, results: Path) -> str:
+                    problems: list, out_md: Path, results: Path, dropped: list[Dropped] | None = None) -> str:
     n_records = 0 if frame.empty else frame["path"].nunique()
     here = out_md.parent
+    runs_rel = _rel(results / "runs", here)
     L: list[str] = [
         "# oodbench leaderboard",
         "",
         f"Generated by `oodbench leaderboard` from {n_records} result record(s) under "
-        f"`{_rel(results / 'runs', here)}` ({len(problems)} skipped) and {len(cards)} baseline cards in "
+        f"`{runs_rel}` ({len(problems)} skipped) and {len(cards)} baseline cards in "
         "`baselines/`. Do not edit by hand: rerun the command.",
         "",
+        "Contents: [Measured here](#measured-here) · [How to read this](#how-to-read-this) · "
+        "[QM9 (Table 3 layout)](#qm9-boom-rmse-table-3-layout) · "
+        "[QM9 OOD/ID gap](#qm9-oodid-gap-per-property) · [MatBench (Table 4 layout)](#matbench-mae-table-4-layout)"
+        " · [Figures](#figures)",
+        "",
+    ]
+    L += _measured_section(cards, summary, dropped or [], n_records, runs_rel)
+    L += [
         "## How to read this",
         "",
         f"- **Reported** numbers carry `{MARK}`: they are copied digit for digit from {SOURCE} (Table 3: QM9, "
         "Table 4: MatBench); each table's footnotes cite every model. **Measured** numbers are computed by "
         "oodbench from result records and say `measured`. The two are never merged into one cell or one row.",
-        "- A measured cell reads `mean (std) [measured <coverage>]`: the mean over seeds of each seed's mean over "
-        "folds, the std over seeds (population std; shown with 2+ seeds), and how many folds/seeds it covers.",
+        "- Brackets are **standard errors**, for reported and measured numbers alike. Reported: as printed (the "
+        "paper's DPA3 rows: population std over 3 training runs / sqrt(3)). Measured: `mean (SE) [measured "
+        f"<coverage>]`: the mean over seeds of each seed's mean over folds, its standard error over seeds "
+        f"({SE_RULE}; shown with 2+ seeds), and how many folds/seeds it covers.",
         "- `partial 37/50 folds` means some expected folds (from the split file, else 50 for LOCO/Sparse*, 5 for "
         "random, 1 for BOOM) are not finished for some seed: no number is shown until the cell is complete.",
-        "- Row labels: `(measured)` = paper preset; `(tiny, measured)` = the small smoke-test preset, *not* the "
-        "paper's model; `stand-in pretrained` = run with a stand-in for the pretrained DPA-3.1-3M checkpoint.",
+        "- Row labels: `(measured)` = the paper preset, or a model's only preset; `(tiny, measured)` = the small "
+        "smoke-test preset, *not* the paper's model; other presets and variants are named the same way "
+        "(`DPA3-frozen (rf, measured)`); `stand-in pretrained` = run with a stand-in for the pretrained "
+        "DPA-3.1-3M checkpoint.",
         "- **Bold** = best, <u>underlined</u> = second best (lower error is better), per property and separately "
         "for the ID and OOD lines in the QM9 table, per row in the MatBench table. Rule: competition ranking on "
         "the values *as displayed*; ties share a rank and a tie for best leaves no second place (this reproduces "
@@ -116,10 +245,6 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
         "generalization gap). QM9: geometric mean over the 8 properties of RMSE(OOD test) / RMSE(ID test). "
         "MatBench: mean MAE over the five OOD split methods / MAE on the Random (ID) split.",
         "",
-        "Contents: [QM9 (Table 3 layout)](#qm9-boom-rmse-table-3-layout) · "
-        "[QM9 OOD/ID gap](#qm9-oodid-gap-per-property) · [MatBench (Table 4 layout)](#matbench-mae-table-4-layout)"
-        " · [Figures](#figures)",
-        "",
     ]
     collapse = results / "analysis" / "collapse.md"
     if collapse.exists():
@@ -127,23 +252,26 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
 
     L += ["## QM9 BOOM, RMSE (Table 3 layout)", "",
           "Rows: model (x strategy) with an ID line (BOOM in-distribution test set) and an OOD line (BOOM "
-          "property-extrapolation test set, split `boom-<property>`). Units in the column headers.", "",
+          "property-extrapolation test set, split `boom-<property>`); reported rows first, then measured runs "
+          "on the full training set. Units in the column headers.", "",
           qm9_table(cards, summary), ""]
     L += _footnotes(qm9_cards(cards), "Table 3") + [""]
     L += ["## QM9 OOD/ID gap per property", "",
           "RMSE(OOD) / RMSE(ID) per property; the last column is the geometric mean.", "",
           qm9_gap_table(cards, summary), ""]
     L += ["## MatBench MAE (Table 4 layout)", "",
-          "Rows: split method x dataset; columns: models. OOD rows: mean over the 50 folds; Random: mean over "
-          "the 5 folds. " + SPLIT_NOTES["published"] + " Splits regenerated by oodbench (`LOCO`, `Sparse*`) are "
-          "their own rows, marked `(regenerated)`, never merged with the published-fold rows.", "",
+          "Rows: split method x dataset; columns: reported models, then measured runs on the same splits. OOD "
+          "rows: mean over the 50 folds; Random: mean over the 5 folds. " + SPLIT_NOTES["published"] + " Splits "
+          "regenerated by oodbench (`LOCO`, `SparseX...` without the `omee2024-` prefix) are different splits: "
+          "their results are listed under \"Other measured results\", never in these columns.", "",
           matbench_table(cards, summary), ""]
     L += _footnotes(matbench_cards(cards), "Table 4") + [""]
+    L += _measured_footnotes(cards, summary)
     other = other_results_table(cards, summary)
     if other:
         L += ["## Other measured results", "",
-              "Measured cells outside the two paper layouts (other splits or datasets, reduced training "
-              "fractions).", "", other, ""]
+              "Measured cells outside the two paper layouts: other splits (including the splits oodbench "
+              "regenerates), other datasets, reduced training fractions. Same cell format as above.", "", other, ""]
     L += ["## Figures", ""]
     if figs:
         for f in figs:
@@ -151,13 +279,25 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
             L += [f"- [{f.caption}]({rel})", "", f"  ![{f.caption}]({rel})", ""]
     else:
         L += ["None yet.", ""]
-    if not any(f.path.name.startswith("fold_errors_") for f in figs):
-        L += ["Per-fold error distributions (cf. paper Figs. 6-8) and data-efficiency curves (Fig. 3(a-b)) "
-              "appear here once measured records exist.", ""]
+    L += _missing_figure_notes(frame, figs)
     if problems:
         L += ["## Skipped records", "", f"{len(problems)} record file(s) could not be used and were skipped:", ""]
-        L += [f"- `{_rel(p.path, here)}`: {p.problem}" for p in problems]
+        L += [f"- `{_rel(p.path, here)}`: {problem_text(p)}" for p in problems]
         L.append("")
     return "\n".join(L).rstrip() + "\n"
 
 
+def _missing_figure_notes(frame: pd.DataFrame, figs: list[Figure]) -> list[str]:
+    """Why a figure kind is absent, stated against the records actually present."""
+    names = [f.path.name for f in figs]
+    if frame.empty:
+        return ["Per-fold error distributions (cf. paper Figs. 6-8) and data-efficiency curves (Fig. 3(a-b)) "
+                "appear here once measured records exist.", ""]
+    notes = []
+    if not any(n.startswith("fold_errors_") for n in names):
+        notes.append("No per-fold error distributions (cf. paper Figs. 6-8): they are drawn for full-training-set "
+                     "runs on splits with several folds (MatBench), and no measured record here is one.")
+    if not any(n.startswith("data_efficiency_") for n in names):
+        notes.append("No data-efficiency curves (cf. Fig. 3(a-b)): they need one run family at several training "
+                     "fractions, and each family here has one.")
+    return [" ".join(notes), ""] if notes else []

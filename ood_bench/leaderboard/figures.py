@@ -2,8 +2,11 @@
 
 - ``fold_errors_<dataset>.png``: per-fold test error of each measured run, one panel per split
   (like the paper's Figs. 6-8).
-- ``id_vs_ood_<source>.png``: ID and OOD improvement over Scratch per QM9 property for each
-  strategy (like Fig. 2(a-c)); from the reported Table 3 numbers and from measured runs.
+- ``id_vs_ood_reported_<model>.png`` / ``id_vs_ood_<model>_<preset>.png``: ID and OOD
+  improvement over the reference strategy (the registry's, the paper's Scratch) per QM9 property
+  for each other strategy (like Fig. 2(a-c)), from the reported Table 3 numbers of each model with
+  cards for several strategies, and from measured runs; a measured model with no other strategy to
+  compare gets its OOD/ID ratio per property instead.
 - ``data_efficiency_<dataset>[_<property>].png``: error vs training-set size (like Fig. 3(a-b)),
   drawn only when records with several training fractions exist.
 """
@@ -17,7 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import STRATEGY_NAMES, STRATEGY_ORDER, measured_label, run_sort_key
+from .aggregate import (
+    RUN,
+    Run,
+    has_several_targets,
+    headline_metric,
+    model_label,
+    reference_strategy,
+    runs_sorted,
+    strategy_label,
+    strategy_rank,
+)
 from .baselines import (
     MATBENCH_PAPER_NAMES,
     QM9,
@@ -26,7 +39,7 @@ from .baselines import (
     Card,
     card_for_run,
 )
-from .tables import QM9_HEADERS, split_row_label
+from .tables import QM9_HEADERS, split_row_label, split_sort_key
 
 DPI = 110
 
@@ -90,53 +103,74 @@ def _fold_key(f: str):
     return (0, int(f), "") if str(f).isdigit() else (1, 0, str(f))
 
 
-def _metric_for(dataset: str) -> str:
-    return "rmse" if dataset == QM9 else "mae"
-
-
 # ---------------------------------------------------------------------------------- fold errors
 
 
-def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[Card], out: Path) -> list[Figure]:
-    """Per-fold test errors of each measured run, per dataset, one panel per multi-fold split."""
-    figs: list[Figure] = []
+@dataclass
+class FoldPanel:
+    """One panel of a per-fold figure: every measured run's mean error per fold on one split."""
+
+    dataset: str
+    split: str
+    test_set: str
+    metric: str
+    runs: list[tuple[Run, pd.Series]]  # (run, fold -> mean over seeds), runs in table order
+
+
+def fold_error_panels(frame: pd.DataFrame) -> dict[str, list[FoldPanel]]:
+    """Per dataset, the panels of its per-fold figure: full-training-set runs of every model
+    (DPA3 strategies and the reference baselines alike) on each multi-fold split (and on every
+    Table 4 split, even one with a single fold so far)."""
+    out: dict[str, list[FoldPanel]] = {}
     if frame.empty:
-        return figs
+        return out
     full = frame[frame["train_fraction"] == 1.0]
     for dataset, dfr in full.groupby("dataset"):
         test_set = "test" if (dfr["set"] == "test").any() else "ood_test"
         dfr = dfr[dfr["set"] == test_set]
         multi = [s for s, g in dfr.groupby("split") if g["fold"].nunique() > 1 or s in SPLIT_TO_METHOD]
-        if not multi:
-            continue
-        multi.sort(key=lambda s: (split_row_label(s)[0], split_row_label(s)[1]))
-        metric = _metric_for(dataset)
-        ncols = min(3, len(multi))
-        nrows = -(-len(multi) // ncols)
-        fig, axes = _new_figure(ncols, nrows)
-        for ax in axes.flat[len(multi):]:
-            ax.set_visible(False)
-        for ax, split in zip(axes.flat, multi, strict=False):
+        multi.sort(key=split_sort_key)
+        metric = headline_metric(dataset)
+        panels = []
+        for split in multi:
             g = dfr[dfr["split"] == split]
-            runs = sorted(g.groupby(["model", "strategy", "preset", "stand_in"]).groups, key=lambda k: run_sort_key(*k))
-            partial: list[str] = []
-            for k, run in enumerate(runs):
-                model, strategy, preset, stand_in = run
-                r = g[(g["model"] == model) & (g["strategy"] == strategy) & (g["preset"] == preset)
-                      & (g["stand_in"] == stand_in)]
+            runs = []
+            for run in runs_sorted(g.groupby(RUN).groups):
+                r = g[np.logical_and.reduce([g[c] == v for c, v in zip(RUN, run, strict=True)])]
                 per_fold = r.groupby("fold")[metric].mean()
-                folds = sorted(per_fold.index, key=_fold_key)
+                runs.append((run, per_fold.loc[sorted(per_fold.index, key=_fold_key)]))
+            panels.append(FoldPanel(str(dataset), split, test_set, metric, runs))
+        if panels:
+            out[str(dataset)] = panels
+    return out
+
+
+def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[Card], out: Path) -> list[Figure]:
+    """Per-fold test errors of every measured run, per dataset, one panel per multi-fold split."""
+    figs: list[Figure] = []
+    for dataset, panels in fold_error_panels(frame).items():
+        metric = panels[0].metric
+        ncols = min(3, len(panels))
+        nrows = -(-len(panels) // ncols)
+        fig, axes = _new_figure(ncols, nrows)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for ax, panel in zip(axes.flat, panels, strict=False):
+            split, runs = panel.split, panel.runs
+            partial: list[str] = []
+            for k, (run, per_fold) in enumerate(runs):
+                folds = list(per_fold.index)
                 x = np.arange(len(folds))
-                label = measured_label(model, strategy, preset, stand_in, cards)
-                cell = _cell(summary, dataset, split, run, test_set, metric)
+                label = run.label(cards)
+                cell = _cell(summary, dataset, split, run, panel.test_set, metric)
                 if cell is not None and not cell.complete:
                     partial.append(f"{label}: partial {cell.coverage()}")
                 width = 0.8 / max(1, len(runs))
-                bars = ax.bar(x + (k - (len(runs) - 1) / 2) * width, per_fold.loc[folds].to_numpy(), width=width,
+                bars = ax.bar(x + (k - (len(runs) - 1) / 2) * width, per_fold.to_numpy(), width=width,
                               label=label, alpha=0.85)
                 if cell is not None and cell.complete and cell.mean is not None:
                     ax.axhline(cell.mean, color=bars.patches[0].get_facecolor(), ls="--", lw=1)
-                card = card_for_run(cards, model, strategy)
+                card = card_for_run(cards, run.model, run.strategy)
                 method = SPLIT_TO_METHOD.get(split)
                 if card and method and card.matbench(dataset, method):
                     ax.axhline(float(card.matbench(dataset, method)), color=bars.patches[0].get_facecolor(),
@@ -146,7 +180,7 @@ def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[C
             name = MATBENCH_PAPER_NAMES.get(dataset, dataset)
             ax.set_title(f"{name}: {split_row_label(split)[1]}", fontsize=9)
             ax.set_xlabel("fold")
-            ax.set_ylabel(f"{test_set} {metric.upper()}")
+            ax.set_ylabel(f"{panel.test_set} {metric.upper()}")
             if partial:
                 ax.text(0.01, 0.99, "\n".join(partial), transform=ax.transAxes, va="top", fontsize=6,
                         color="0.25", bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
@@ -154,17 +188,18 @@ def fold_error_figures(frame: pd.DataFrame, summary: pd.DataFrame, cards: list[C
         fig.suptitle(f"Per-fold {metric.upper()} on {dataset} (dashed: measured mean over folds; dotted: "
                      "reported mean)", fontsize=10)
         path = _save(fig, out / f"fold_errors_{_slug(dataset)}.png")
-        figs.append(Figure(path, f"Per-fold {metric.upper()} on {dataset}, per split method (cf. paper Figs. 6-8)"))
+        figs.append(Figure(path, f"Per-fold {metric.upper()} on {dataset}, per split method, every measured model "
+                                 "(cf. paper Figs. 6-8)"))
     return figs
 
 
-def _cell(summary: pd.DataFrame, dataset: str, split: str, run: tuple, set_name: str, metric: str):
+def _cell(summary: pd.DataFrame, dataset: str, split: str, run: Run, set_name: str, metric: str):
     if summary.empty:
         return None
-    model, strategy, preset, stand_in = run
-    m = ((summary["dataset"] == dataset) & (summary["split"] == split) & (summary["model"] == model)
-         & (summary["strategy"] == strategy) & (summary["preset"] == preset) & (summary["stand_in"] == stand_in)
-         & (summary["set"] == set_name) & (summary["metric"] == metric) & (summary["train_fraction"] == 1.0))
+    m = ((summary["dataset"] == dataset) & (summary["split"] == split) & (summary["set"] == set_name)
+         & (summary["metric"] == metric) & (summary["train_fraction"] == 1.0))
+    for c, v in zip(RUN, run, strict=True):
+        m &= summary[c] == v
     hits = summary[m]
     return hits.iloc[0]["cell"] if len(hits) else None
 
@@ -172,14 +207,17 @@ def _cell(summary: pd.DataFrame, dataset: str, split: str, run: tuple, set_name:
 # ------------------------------------------------------------------------------------ ID vs OOD
 
 
+def _strategy_key(s: str) -> tuple:
+    return (strategy_rank(s), s)
+
+
 def _improvement_figure(values: dict[str, dict[str, tuple[float, float]]], baseline: str, title: str,
                         path: Path) -> Path | None:
     """values: strategy -> property -> (id error, ood error). Bars: relative improvement over
-    ``baseline`` in % (positive = lower error), ID and OOD side by side, one panel per strategy."""
+    ``baseline`` in % (positive = lower error), ID and OOD side by side, one panel per strategy
+    (in registered order)."""
     base = values.get(baseline, {})
-    fig2_order = {"ft": 0, "lp": 1, "mft": 2}  # panel order of the paper's Fig. 2(a-c)
-    others = [s for s in sorted(values, key=lambda s: (fig2_order.get(s, 9), STRATEGY_ORDER.get(s, 99), s))
-              if s != baseline]
+    others = [s for s in sorted(values, key=_strategy_key) if s != baseline]
     others = [s for s in others if any(p in base for p in values[s])]
     if not base or not others:
         return None
@@ -193,16 +231,16 @@ def _improvement_figure(values: dict[str, dict[str, tuple[float, float]]], basel
         ax.bar(x + 0.2, oods, 0.4, label=f"OOD (mean {np.mean(oods):.1f}%)", color="#dd8452")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(x, [QM9_HEADERS[p] for p in props], fontsize=8)
-        ax.set_ylabel(f"RMSE improvement over {STRATEGY_NAMES.get(baseline, baseline)} (%)")
-        ax.set_title(STRATEGY_NAMES.get(strat, strat))
+        ax.set_ylabel(f"RMSE improvement over {strategy_label(baseline)} (%)")
+        ax.set_title(strategy_label(strat))
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
 def _ratio_figure(values: dict[str, dict[str, tuple[float, float]]], title: str, path: Path) -> Path | None:
-    """No Scratch run to compare with: OOD/ID RMSE ratio per property and strategy."""
-    strategies = sorted(values, key=lambda s: STRATEGY_ORDER.get(s, 99))
+    """No reference-strategy run to compare with: OOD/ID RMSE ratio per property and strategy."""
+    strategies = sorted(values, key=_strategy_key)
     props = [p for p in QM9_PROPERTIES if any(p in values[s] for s in strategies)]
     if not props:
         return None
@@ -212,7 +250,7 @@ def _ratio_figure(values: dict[str, dict[str, tuple[float, float]]], title: str,
     x = np.arange(len(props))
     for k, s in enumerate(strategies):
         ys = [values[s][p][1] / values[s][p][0] if p in values[s] and values[s][p][0] > 0 else np.nan for p in props]
-        ax.bar(x + (k - (len(strategies) - 1) / 2) * width, ys, width, label=STRATEGY_NAMES.get(s, s))
+        ax.bar(x + (k - (len(strategies) - 1) / 2) * width, ys, width, label=strategy_label(s))
     ax.axhline(1, color="k", lw=0.8)
     ax.set_xticks(x, [QM9_HEADERS[p] for p in props])
     ax.set_ylabel("OOD RMSE / ID RMSE")
@@ -223,15 +261,22 @@ def _ratio_figure(values: dict[str, dict[str, tuple[float, float]]], title: str,
 
 def id_vs_ood_figures(cards: list[Card], summary: pd.DataFrame, out: Path) -> list[Figure]:
     figs: list[Figure] = []
-    reported: dict[str, dict[str, tuple[float, float]]] = {}
+    ref = reference_strategy()
+    ref_label = strategy_label(ref)
+    # Reported: every model whose runnable cards print QM9 numbers for the reference strategy and another.
+    reported: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
     for c in cards:
-        if c.model == "dpa3" and c.strategy and c.has_qm9:
-            reported[c.strategy] = {p: (float(e["id"]), float(e["ood"])) for p in QM9_PROPERTIES if (e := c.qm9(p))}
-    p = _improvement_figure(reported, "scratch", "Reported (MFT paper Table 3†, DPA3): ID vs OOD improvement over "
-                            "Scratch, computed from the printed (rounded) RMSEs", out / "id_vs_ood_reported.png")
-    if p:
-        figs.append(Figure(p, "ID vs OOD RMSE improvement over Scratch per strategy, from the reported Table 3 "
-                              "numbers† (cf. paper Fig. 2(a-c))"))
+        if c.model and c.strategy and c.has_qm9:
+            reported.setdefault(c.model, {})[c.strategy] = {
+                p: (float(e["id"]), float(e["ood"])) for p in QM9_PROPERTIES if (e := c.qm9(p))}
+    for model, values in sorted(reported.items()):
+        label = model_label(model)
+        p = _improvement_figure(values, ref, f"Reported (MFT paper Table 3†, {label}): ID vs OOD improvement over "
+                                f"{ref_label}, computed from the printed (rounded) RMSEs",
+                                out / f"id_vs_ood_reported_{_slug(model)}.png")
+        if p:
+            figs.append(Figure(p, f"{label}: ID vs OOD RMSE improvement over {ref_label} per strategy, from the "
+                                  "reported Table 3 numbers† (cf. paper Fig. 2(a-c))"))
     if summary.empty:
         return figs
     m = ((summary["dataset"] == QM9) & summary["split"].str.startswith("boom-") & (summary["metric"] == "rmse")
@@ -241,23 +286,26 @@ def id_vs_ood_figures(cards: list[Card], summary: pd.DataFrame, out: Path) -> li
         if not r.cell.complete or r.cell.mean is None:
             continue
         prop = r.split.removeprefix("boom-")
-        families.setdefault((r.model, r.preset, r.stand_in), {}).setdefault(r.strategy, {}).setdefault(
+        families.setdefault((r.model, r.preset, r.variant, r.stand_in), {}).setdefault(r.strategy, {}).setdefault(
             prop, {})[r.set] = r.cell.mean
-    for (model, preset, stand_in), by_strat in sorted(families.items(), key=lambda kv: str(kv[0])):
+    for (model, preset, variant, stand_in), by_strat in sorted(families.items(), key=lambda kv: str(kv[0])):
         values = {s: {p: (v["id_test"], v["ood_test"]) for p, v in props.items() if {"id_test", "ood_test"} <= set(v)}
                   for s, props in by_strat.items()}
         values = {s: v for s, v in values.items() if v}
         if not values:
             continue
-        label = measured_label(model, "*", preset, stand_in, cards).replace("-*", "")
-        stem = f"id_vs_ood_{_slug(model)}_{_slug(preset or 'unknown')}" + ("_stand-in" if stand_in else "")
+        label = Run(model, "*", preset, variant, stand_in).label(cards).replace("-*", "")
+        stem = (f"id_vs_ood_{_slug(model)}_{_slug(preset or 'unknown')}"
+                + (f"_{_slug(variant)}" if variant and variant != preset else "") + ("_stand-in" if stand_in else ""))
         path = out / f"{stem}.png"
-        if "scratch" in values:
-            p = _improvement_figure(values, "scratch", f"{label}: ID vs OOD improvement over Scratch", path)
-            caption = f"{label}: ID vs OOD RMSE improvement over Scratch per strategy (cf. paper Fig. 2(a-c))"
-        else:
-            p = _ratio_figure(values, f"{label}: OOD/ID RMSE ratio (no Scratch run to compare with)", path)
-            caption = f"{label}: OOD/ID RMSE ratio per strategy (no Scratch run yet)"
+        p = None
+        if ref in values and len(values) > 1:
+            p = _improvement_figure(values, ref, f"{label}: ID vs OOD improvement over {ref_label}", path)
+            caption = f"{label}: ID vs OOD RMSE improvement over {ref_label} per strategy (cf. paper Fig. 2(a-c))"
+        if p is None:
+            note = "" if ref in values else f" (no {ref_label} run to compare with)"
+            p = _ratio_figure(values, f"{label}: OOD/ID RMSE ratio{note}", path)
+            caption = f"{label}: OOD/ID RMSE ratio per property{note}"
         if p:
             figs.append(Figure(p, caption))
     return figs
@@ -272,12 +320,12 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
         return figs
     for (dataset, prop_key), g in frame.groupby(["dataset", "property"]):
         g = g[g["set"] != "val"]
-        fam_cols = ["split", "model", "strategy", "preset", "stand_in"]
+        fam_cols = ["split", *RUN]
         if not any(sub["train_fraction"].nunique() > 1 for _, sub in g.groupby(fam_cols)):
             continue
-        metric = _metric_for(dataset)
+        metric = headline_metric(dataset)
         panels = sorted({(s, t) for s, t in zip(g["split"], g["set"], strict=True)},
-                        key=lambda st: (split_row_label(st[0])[0], st[0], st[1] != "id_test"))
+                        key=lambda st: (split_sort_key(st[0]), st[1] != "id_test", st[1]))
         ncols = min(3, len(panels))
         nrows = -(-len(panels) // ncols)
         fig, axes = _new_figure(ncols, nrows)
@@ -285,16 +333,17 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
             ax.set_visible(False)
         for ax, (split, set_name) in zip(axes.flat, panels, strict=False):
             sub = g[(g["split"] == split) & (g["set"] == set_name)]
-            for run, r in sorted(sub.groupby(["model", "strategy", "preset", "stand_in"]),
-                                 key=lambda kv: run_sort_key(*kv[0])):
+            for key, r in sorted(sub.groupby(RUN), key=lambda kv: Run(*kv[0]).sort_key()):
                 pts = []
                 for frac, rf in r.groupby("train_fraction"):
                     x = rf["n_train"].dropna().astype(float).mean() if rf["n_train"].notna().any() else frac
                     per_seed = rf.groupby("seed")[metric].mean()
-                    pts.append((x, per_seed.mean(), per_seed.std(ddof=0) if len(per_seed) > 1 else 0.0))
+                    # standard error over seeds (population std / sqrt(seeds)), as in the tables
+                    se = per_seed.std(ddof=0) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else 0.0
+                    pts.append((x, per_seed.mean(), se))
                 pts.sort()
                 xs, ys, es = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
-                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=measured_label(*run, cards=cards))
+                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=Run(*key).label(cards))
             ax.set_xscale("log")
             ax.set_yscale("log")
             _plain_log_ticks(ax)
@@ -303,9 +352,11 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
             ax.set_ylabel(f"{set_name} {metric.upper()}")
             ax.set_title(f"{split}: {set_name}", fontsize=9)
         _figure_legend(fig, axes)
-        name = MATBENCH_PAPER_NAMES.get(dataset, dataset) + (f" {prop_key}" if dataset == QM9 and prop_key else "")
-        fig.suptitle(f"Data efficiency: {name} (mean over folds and seeds; bars: std over seeds)", fontsize=10)
-        stem = f"data_efficiency_{_slug(dataset)}" + (f"_{_slug(prop_key)}" if dataset == QM9 and prop_key else "")
+        named = bool(prop_key) and has_several_targets(dataset)
+        name = MATBENCH_PAPER_NAMES.get(dataset, dataset) + (f" {prop_key}" if named else "")
+        fig.suptitle(f"Data efficiency: {name} (mean over folds and seeds; bars: standard error over seeds)",
+                     fontsize=10)
+        stem = f"data_efficiency_{_slug(dataset)}" + (f"_{_slug(prop_key)}" if named else "")
         path = _save(fig, out / f"{stem}.png")
         figs.append(Figure(path, f"Data efficiency on {name}: error vs training-set size (cf. paper Fig. 3(a-b))"))
     return figs

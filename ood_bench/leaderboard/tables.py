@@ -1,7 +1,9 @@
-"""Markdown tables in the layouts of the paper's Table 3 (QM9) and Table 4 (MatBench).
+"""Markdown tables in the layouts of the paper's Table 3 (QM9) and Table 4 (MatBench), the
+"Measured here" overview, and the other measured results.
 
-Reported cells keep the printed strings and carry ``†``; measured cells are ``mean (std)
-[measured <coverage>]``; incomplete cells read ``partial 37/50 folds`` and show no number.
+Reported cells keep the printed strings and carry ``†``; measured cells are ``mean (SE)
+[measured <coverage>]`` (SE: standard error over seeds, population std / sqrt(seeds), the
+convention of the paper's brackets); incomplete cells read ``partial 37/50 folds`` and show no number.
 Ranking (bold = best, underlined = second): competition ranking ("1, 1, 3") on the values as
 displayed, lower is better, over reported and complete measured cells together; a tie for best
 leaves no second place, exactly as in the paper's tables.
@@ -17,7 +19,7 @@ from decimal import Decimal
 import pandas as pd
 from tabulate import tabulate
 
-from .aggregate import Cell, geo_mean, measured_label, run_sort_key
+from .aggregate import FAMILY, RUN, Cell, Run, geo_mean, headline_metric, measured_label, runs_sorted
 from .baselines import (
     MATBENCH_DATASETS,
     MATBENCH_PAPER_NAMES,
@@ -26,6 +28,7 @@ from .baselines import (
     QM9,
     QM9_PROPERTIES,
     QM9_UNITS,
+    SPLIT_METHODS,
     SPLIT_TO_METHOD,
     Card,
     as_decimal,
@@ -47,7 +50,7 @@ class Entry:
 
     kind: str                      # reported | measured | partial | missing
     value: str = ""                # main number as displayed
-    std: str | None = None
+    se: str | None = None          # bracketed standard error, as displayed
     coverage: str = ""
     number: Decimal | None = None  # what ranking compares (None: not ranked)
 
@@ -61,26 +64,33 @@ class Entry:
             main = f"**{main}**"
         elif rank == 2:
             main = f"<u>{main}</u>"
-        std = f" ({self.std})" if self.std is not None else ""
+        se = f" ({self.se})" if self.se is not None else ""
         if self.kind == "reported":
-            return f"{main}{std}{MARK}"
-        return f"{main}{std} [measured {self.coverage}]"
+            return f"{main}{se}{MARK}"
+        return f"{main}{se} [measured {self.coverage}]"
+
+    def plain(self) -> str:
+        """``mean (SE)`` without marks or coverage; ``partial <coverage>``; ``—``."""
+        if self.kind in ("missing", "partial"):
+            return self.render()
+        return self.value + (f" ({self.se})" if self.se is not None else "")
 
 
-def reported_entry(value: str | None, std: str | None = None) -> Entry:
+def reported_entry(value: str | None, se: str | None = None) -> Entry:
     if value is None:
         return Entry("missing")
-    return Entry("reported", value, std, number=as_decimal(value))
+    return Entry("reported", value, se, number=as_decimal(value))
 
 
 def measured_entry(cell: Cell | None, decimals: int) -> Entry:
+    """A measured cell: mean and standard error over seeds (SE shown with 2+ seeds)."""
     if cell is None:
         return Entry("missing")
     if not cell.complete or cell.mean is None:
         return Entry("partial", coverage=cell.coverage())
     value = f"{cell.mean:.{decimals}f}"
-    std = f"{cell.std:.{decimals}f}" if cell.std is not None else None
-    return Entry("measured", value, std, cell.coverage(), as_decimal(value))
+    se = f"{cell.se:.{decimals}f}" if cell.se is not None else None
+    return Entry("measured", value, se, cell.coverage(), as_decimal(value))
 
 
 def competition_ranks(values: dict[Hashable, Decimal | None]) -> dict[Hashable, int]:
@@ -149,18 +159,18 @@ def qm9_rows(cards: list[Card], summary: pd.DataFrame) -> tuple[list[Qm9Row], di
             entries = {}
             for p in QM9_PROPERTIES:
                 e = c.qm9(p)
-                entries[p] = reported_entry(e[f], e.get(f"{f}_std")) if e else Entry("missing")
+                entries[p] = reported_entry(e[f], e.get(f"{f}_se")) if e else Entry("missing")
             rows.append(Qm9Row(c.name if line == "ID" else "", (c.params or "") if line == "ID" else "",
                                f"reported{MARK}" if line == "ID" else "", line, entries))
     fam = measured_families(summary, QM9, ("id_test", "ood_test"), "rmse")
     if not fam.empty:
         fam = fam[fam["split"].str.startswith("boom-")]
-        runs: dict[tuple, dict[tuple[str, str], Cell]] = {}
+        runs: dict[Run, dict[tuple[str, str], Cell]] = {}
         for r in fam.itertuples():
-            run = (r.model, r.strategy, r.preset, r.stand_in)
+            run = Run(*(getattr(r, c) for c in RUN))
             runs.setdefault(run, {})[(_qm9_property(r.split, r.property), r.set)] = r.cell
-        for run in sorted(runs, key=lambda k: run_sort_key(*k)):
-            label = measured_label(*run, cards=cards)
+        for run in runs_sorted(runs):
+            label = run.label(cards)
             for line, set_name in (("ID", "id_test"), ("OOD", "ood_test")):
                 entries = {p: measured_entry(runs[run].get((p, set_name)), dec[p]) for p in QM9_PROPERTIES}
                 rows.append(Qm9Row(label if line == "ID" else "", "", "measured" if line == "ID" else "", line,
@@ -232,6 +242,22 @@ def split_row_label(split: str) -> tuple[int, str, str]:
     return 2, f"{split} (oodbench split)", "other"
 
 
+def split_sort_key(split: str, prop: str = "") -> tuple:
+    """Table order of a split: Table 4's methods in the paper's order, then regenerated and other
+    splits; BOOM splits in Table 3's property order."""
+    family, label, _ = split_row_label(split)
+    method = SPLIT_TO_METHOD.get(split) or (split if split in OOD_METHODS else None)
+    prop = prop or split.removeprefix("boom-")
+    return (family, SPLIT_METHODS.index(method) if method in SPLIT_METHODS else len(SPLIT_METHODS),
+            QM9_PROPERTIES.index(prop) if prop in QM9_PROPERTIES else len(QM9_PROPERTIES), label)
+
+
+def is_table4_split(split: str) -> bool:
+    """Table 4's split methods are our published-fold split files (``omee2024-<method>``, ``random``);
+    splits regenerated by oodbench (``LOCO``...) are other splits, shown elsewhere."""
+    return split in SPLIT_TO_METHOD
+
+
 @dataclass
 class MbTable:
     headers: list[str]
@@ -243,54 +269,44 @@ class MbTable:
 
 
 def matbench_layout(cards: list[Card], summary: pd.DataFrame) -> MbTable:
+    """Table 4: rows = the six split methods x three datasets, columns = reported models then
+    measured runs on the same (published-fold) splits."""
     mcards = matbench_cards(cards)
     fam = measured_families(summary, MATBENCH_DATASETS, ("test",), "mae")
-    runs: dict[tuple, dict[tuple[str, str], Cell]] = {}
+    runs: dict[Run, dict[tuple[str, str], Cell]] = {}
     for r in fam.itertuples():
-        runs.setdefault((r.model, r.strategy, r.preset, r.stand_in), {})[(r.split, r.dataset)] = r.cell
-    run_keys = sorted(runs, key=lambda k: run_sort_key(*k))
-    columns = [c.name for c in mcards] + [measured_label(*k, cards=cards) for k in run_keys]
-    headers = ["Split method", "Dataset", *[f"{c.name}{MARK}" for c in mcards],
-               *[measured_label(*k, cards=cards) for k in run_keys]]
-    splits = [("published", s) for s in (f"omee2024-{m}" for m in OOD_METHODS)] + [("published", "random")]
-    extra = sorted({s for cells in runs.values() for s, _ in cells} - {s for _, s in splits},
-                   key=lambda s: (split_row_label(s)[0], OOD_METHODS.index(s) if s in OOD_METHODS else 99, s))
+        if is_table4_split(r.split):
+            runs.setdefault(Run(*(getattr(r, c) for c in RUN)), {})[(r.split, r.dataset)] = r.cell
+    run_keys = runs_sorted(runs)
+    columns = [c.name for c in mcards] + [k.label(cards) for k in run_keys]
+    headers = ["Split method", "Dataset", *[f"{c.name}{MARK}" for c in mcards], *[k.label(cards) for k in run_keys]]
+    splits = [f"omee2024-{m}" for m in OOD_METHODS] + ["random"]
     row_keys, labels, entries = [], [], []
-    for split in [s for _, s in splits] + extra:
+    for split in splits:
+        method = SPLIT_TO_METHOD[split]
         for ds in MATBENCH_DATASETS:
-            has_measured = any((split, ds) in cells for cells in runs.values())
-            if split_row_label(split)[0] > 0 and not has_measured:
-                continue
-            method = SPLIT_TO_METHOD.get(split)
-            row = [reported_entry(c.matbench(ds, method)) if method else Entry("missing") for c in mcards]
+            row = [reported_entry(c.matbench(ds, method)) for c in mcards]
             row += [measured_entry(runs[k].get((split, ds)), MATBENCH_DECIMALS) for k in run_keys]
             row_keys.append((split, ds))
-            labels.append((split_row_label(split)[1], f"{MATBENCH_PAPER_NAMES[ds]} [{MATBENCH_UNITS[ds]}]"))
+            labels.append((method, f"{MATBENCH_PAPER_NAMES[ds]} [{MATBENCH_UNITS[ds]}]"))
             entries.append(row)
-    # OOD/ID gap rows: mean MAE over the five OOD methods / Random MAE, per dataset and split family.
+    # OOD/ID gap rows: mean MAE over the five OOD methods / Random MAE, per dataset.
     gap_rows = []
     index = {k: i for i, k in enumerate(row_keys)}
-    families = [("published folds", [f"omee2024-{m}" for m in OOD_METHODS])]
-    if any(s in OOD_METHODS for s in extra):
-        families.append(("regenerated", list(OOD_METHODS)))
-    for fam_name, ood_splits in families:
-        for ds in MATBENCH_DATASETS:
-            cells = []
-            for j in range(len(columns)):
-                rid = index.get(("random", ds))
-                ood = [index.get((s, ds)) for s in ood_splits]
-                if rid is None or any(i is None for i in ood):
-                    cells.append(MISSING)
-                    continue
-                id_v = entries[rid][j].number
-                ood_v = [entries[i][j].number for i in ood]
-                if id_v is None or id_v <= 0 or any(v is None for v in ood_v):
-                    kinds = {entries[i][j].kind for i in [rid, *ood]}
-                    cells.append("partial" if "partial" in kinds else MISSING)
-                    continue
-                ratio = (sum(float(v) for v in ood_v) / len(ood_v)) / float(id_v)
-                cells.append(_fmt_ratio(ratio) + (MARK if j < len(mcards) else ""))
-            gap_rows.append([f"OOD/ID ({fam_name})", f"{MATBENCH_PAPER_NAMES[ds]}", *cells])
+    for ds in MATBENCH_DATASETS:
+        cells = []
+        rid = index[("random", ds)]
+        ood = [index[(f"omee2024-{m}", ds)] for m in OOD_METHODS]
+        for j in range(len(columns)):
+            id_v = entries[rid][j].number
+            ood_v = [entries[i][j].number for i in ood]
+            if id_v is None or id_v <= 0 or any(v is None for v in ood_v):
+                kinds = {entries[i][j].kind for i in [rid, *ood]}
+                cells.append("partial" if "partial" in kinds else MISSING)
+                continue
+            ratio = (sum(float(v) for v in ood_v) / len(ood_v)) / float(id_v)
+            cells.append(_fmt_ratio(ratio) + (MARK if j < len(mcards) else ""))
+        gap_rows.append(["OOD/ID", f"{MATBENCH_PAPER_NAMES[ds]}", *cells])
     return MbTable(headers, row_keys, entries, labels, columns, gap_rows)
 
 
@@ -319,26 +335,86 @@ def matbench_table(cards: list[Card], summary: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------- other
 
 
-def other_results_table(cards: list[Card], summary: pd.DataFrame) -> str | None:
-    """Measured cells that neither table shows (other splits, datasets, training fractions)."""
-    if summary.empty:
-        return None
+def _shown_in_paper_layouts(summary: pd.DataFrame) -> pd.Series:
+    """Summary rows that the Table 3 / Table 4 layouts show (full-data runs on the paper's splits)."""
     shown_qm9 = (summary["dataset"] == QM9) & summary["split"].str.startswith("boom-") & summary["set"].isin(
         ["id_test", "ood_test"])
-    shown_mb = summary["dataset"].isin(MATBENCH_DATASETS) & (summary["set"] == "test")
-    main_metric = summary["metric"] == summary["dataset"].map(lambda d: "rmse" if d == QM9 else "mae")
-    rest = summary[~((shown_qm9 | shown_mb) & (summary["train_fraction"] == 1.0)) & (summary["set"] != "val")
-                   & main_metric]
+    shown_mb = (summary["dataset"].isin(MATBENCH_DATASETS) & summary["split"].map(is_table4_split)
+                & (summary["set"] == "test"))
+    return (shown_qm9 | shown_mb) & (summary["train_fraction"] == 1.0)
+
+
+def _main_metric(summary: pd.DataFrame) -> pd.Series:
+    return summary["metric"] == summary["dataset"].map(headline_metric)
+
+
+def other_results_table(cards: list[Card], summary: pd.DataFrame) -> str | None:
+    """Measured cells that neither paper layout shows: other splits (including the splits oodbench
+    regenerates, ``LOCO``, ``SparseX...``, which are not Table 4's published folds), other datasets,
+    reduced training fractions."""
+    if summary.empty:
+        return None
+    rest = summary[~_shown_in_paper_layouts(summary) & (summary["set"] != "val") & _main_metric(summary)]
     if rest.empty:
         return None
     body = []
-    for r in rest.sort_values(["dataset", "split", "property", "model", "strategy", "train_fraction", "set",
-                               "metric"]).itertuples():
+    rows = sorted(rest.itertuples(), key=lambda r: (r.dataset, split_sort_key(r.split, r.property), r.property,
+                                                     Run(*(getattr(r, c) for c in RUN)).sort_key(),
+                                                     r.train_fraction, r.set, r.metric))
+    for r in rows:
         e = measured_entry(r.cell, 4)
-        body.append([r.dataset, r.split, r.property or MISSING,
-                     measured_label(r.model, r.strategy, r.preset, r.stand_in, cards, r.train_fraction),
+        split = split_row_label(r.split)[1] if r.dataset in MATBENCH_DATASETS else r.split
+        body.append([r.dataset, split, r.property or MISSING,
+                     measured_label(r.model, r.strategy, r.preset, r.stand_in, cards, r.train_fraction,
+                                    variant=r.variant),
                      r.set, r.metric, e.render()])
     return _md(["Dataset", "Split", "Property", "Run", "Set", "Metric", "Value"], body)
+
+
+# ------------------------------------------------------------------------------- measured here
+
+
+def measured_overview(cards: list[Card], summary: pd.DataFrame) -> tuple[str | None, str | None]:
+    """The "Measured here" tables: every measured run family, one row each, headline metric.
+
+    Returns (families evaluated on an ID and an OOD test set, with their OOD/ID ratio;
+    families with one test set). Either is None when there is none.
+    """
+    if summary.empty:
+        return None, None
+    dec = qm9_decimals(cards)
+    main = summary[_main_metric(summary) & (summary["set"] != "val")]
+    two, one = [], []
+    for fam, g in main.groupby(FAMILY, sort=True, dropna=False):
+        info = dict(zip(FAMILY, fam, strict=True))
+        run = Run(*(info[c] for c in RUN))
+        cells = {r.set: r.cell for r in g.itertuples()}
+        d = dec.get(info["property"], MATBENCH_DECIMALS) if info["dataset"] == QM9 else MATBENCH_DECIMALS
+        metric = headline_metric(info["dataset"]).upper()
+        key = (info["dataset"], split_sort_key(info["split"], info["property"]), info["property"], run.sort_key(),
+               info["train_fraction"])
+        label = run.label(cards, info["train_fraction"])
+        split = split_row_label(info["split"])[1] if info["dataset"] in MATBENCH_DATASETS else info["split"]
+        head = [label, info["dataset"], split, info["property"] or MISSING, metric]
+        if "id_test" in cells and "ood_test" in cells:
+            a, b = measured_entry(cells["id_test"], d), measured_entry(cells["ood_test"], d)
+            ca, cb = cells["id_test"], cells["ood_test"]
+            ratio = (_fmt_ratio(cb.mean / ca.mean) if a.kind == b.kind == "measured" and ca.mean and ca.mean > 0
+                     else ("partial" if "partial" in (a.kind, b.kind) else MISSING))
+            two.append((key, [*head, a.plain(), b.plain(), ratio, _coverage(ca, cb)]))
+        for set_name in sorted(set(cells) - {"id_test", "ood_test"}):
+            c = cells[set_name]
+            one.append((key + (set_name,), [*head, set_name, measured_entry(c, d).plain(), c.coverage()]))
+    t2 = _md(["Run", "Dataset", "Split", "Property", "Metric", "ID test", "OOD test", "OOD/ID", "Coverage"],
+             [row for _, row in sorted(two, key=lambda kv: kv[0])]) if two else None
+    t1 = _md(["Run", "Dataset", "Split", "Property", "Metric", "Test set", "Error", "Coverage"],
+             [row for _, row in sorted(one, key=lambda kv: kv[0])]) if one else None
+    return t2, t1
+
+
+def _coverage(a: Cell, b: Cell) -> str:
+    ca, cb = a.coverage(), b.coverage()
+    return ca if ca == cb else f"ID {ca}; OOD {cb}"
 
 
 SPLIT_NOTES = {
