@@ -41,7 +41,7 @@ def applicable(model: str, dataset: str) -> bool:
     return feat is None or get_spec(dataset).kind in feat.kinds
 
 
-def run(models: list[str], datasets: list[str], results_dir: str | None) -> None:
+def run(models: list[str], datasets: list[str], results_dir: str | None, splits: list[str] | None = None) -> None:
     from rich.console import Console
 
     from ood_bench.commands.run_report import execute_sweep
@@ -56,6 +56,8 @@ def run(models: list[str], datasets: list[str], results_dir: str | None) -> None
             if not applicable(model, dataset):
                 continue
             for prop, split in canonical_splits(dataset):
+                if splits and split not in splits and split.removeprefix("boom-") not in splits:
+                    continue
                 console.rule(f"{model} / {dataset} / {split}")
                 template = RunSpec(key=RunKey(dataset, "", "", model, "", 0), results_dir=results_dir)
                 strategy = REG.get(model).default_strategy
@@ -89,11 +91,13 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--datasets", default=",".join(("qm9", *MATBENCH)))
     ap.add_argument("--results-dir", default=None)
+    ap.add_argument("--splits", default=None, help="only these canonical splits (comma list), e.g. random")
     ap.add_argument("--report", action="store_true", help="only print the cost table from existing records")
     args = ap.parse_args()
     t0 = time.time()
     if not args.report:
-        run(args.models.split(","), args.datasets.split(","), args.results_dir)
+        run(args.models.split(","), args.datasets.split(","), args.results_dir,
+            args.splits.split(",") if args.splits else None)
         print(f"this sweep: {time.time() - t0:.0f} s wall, peak RSS "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     report(args.results_dir)

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "leaderboard",
     "quickstart",
     "analyze",
+    "representative",  # adds `analyze representative-fold`
 ]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -676,3 +676,19 @@ def test_committed_leaderboard_is_up_to_date(tmp_path):
     out = build_leaderboard(results, splits_dir=REPO / "splits")
     assert out["markdown"].read_text() == committed.read_text()
     assert sorted(p.name for p in out["figures"]) == sorted(p.name for p in (REPO / "results" / "figures").iterdir())
+
+
+def test_plain_scalar_mu_runs_are_labelled_not_the_papers_head():
+    from ood_bench.leaderboard.aggregate import head_note
+
+    def rec(prop, head, paper):
+        return {"key": {"dataset": "qm9", "property": prop}, "config": {"backend": "deepmd", "deepmd_input": {
+            "model": {"fitting_net": {"type": "property"}}}}, "training": {"head": head, "paper_head": paper}}
+
+    assert head_note(rec("mu", "property", "dipole-norm")) == "property head, not the paper's dipole-norm head"
+    assert head_note(rec("mu", "dipole-norm", "dipole-norm")) == ""
+    assert head_note(rec("gap", "property", "property")) == ""
+    legacy = rec("r2", None, None)
+    legacy["training"] = {}
+    assert head_note(legacy) == "property head, not the paper's spatial-extent head"
+    assert head_note({**rec("mu", "property", "dipole-norm"), "config": {"backend": "sklearn"}}) == ""

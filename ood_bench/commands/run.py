@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from . import data_dir_option, results_dir_option, splits_dir_option
@@ -27,6 +29,12 @@ def _csv(value: str) -> list[str]:
 @click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
 @click.option("--train-fraction", "fractions", default="1", show_default=True,
               help="Comma list of training-set fractions (seeded subsamples) for data-efficiency curves.")
+@click.option("--subset-seed", type=int, default=None,
+              help="Seed of the training subset (--train-fraction) when it should not follow the run's seed: "
+                   "N subsets x M training seeds [default: the run's seed].")
+@click.option("--subset-pool", type=click.Choice(["train", "train+val"]), default="train", show_default=True,
+              help="Draw the training subset from train, or from train+val (the paper's smallest sets); drawn "
+                   "validation ids leave the validation set.")
 @click.option("--preset", default=None,
               help="Model preset, e.g. tiny (CPU) or paper (Table 8) for dpa3 [default: the model's; see "
                    "`oodbench models`].")
@@ -55,10 +63,7 @@ def _csv(value: str) -> list[str]:
 @data_dir_option
 @splits_dir_option
 @results_dir_option
-def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset, pretrained, aux_branch,
-        aux_data, aux_prob, steps, batch_size, learning_rate, selection, executor, jobs, machine,
-        resources, retries, check_interval, steps_per_second, force, dry_run, keep_work, data_dir, splits_dir,
-        results_dir) -> None:
+def run(**opts: Any) -> None:
     """Fine-tune and evaluate: one record per (dataset, split, fold, model, strategy, seed,
     fraction) under results/runs/. Rerunning the same command resumes: finished runs are skipped.
 
@@ -72,45 +77,62 @@ def run(model, strategies, dataset, prop, split, folds, seeds, fractions, preset
       oodbench run --strategy mft --dataset qm9 --executor dpdispatcher \\
           --machine machine.json --resources resources.json --dry-run
     """
-    from ..datasets import get_spec
-    from ..errors import UsageError
-    from ..models import MODELS
-    from ..records import RunKey
     from ..runner.executors import EXECUTORS
-    from ..runner.spec import RunSpec
-    from ..runner.sweep import SweepOptions, plan
+    from ..runner.sweep import plan
     from .run_report import execute_sweep
 
-    spec = get_spec(dataset)
-    model_spec = MODELS.get(model)
-    strategy_list = _csv(strategies) if strategies else [model_spec.default_strategy]
-    for s in strategy_list:
-        model_spec.check_strategy(s)
-    EXECUTORS.get(executor)
+    EXECUTORS.get(opts["executor"])
+    specs = plan(_sweep_options(opts))
+    options = {k: opts[k] for k in ("jobs", "machine", "resources", "retries", "check_interval")}
+    ok = execute_sweep(specs, opts["executor"], options, force=opts["force"], dry_run=opts["dry_run"],
+                       steps_per_second=opts["steps_per_second"])
+    if not ok:
+        raise click.exceptions.Exit(1)
+
+
+def _sweep_options(opts: dict[str, Any]):
+    """The run matrix from the command line; every RunSpec field comes from the option of the same
+    name, so a new run option is one click option and one RunSpec field."""
+    import dataclasses
+
+    from ..datasets import get_spec
+    from ..models import MODELS
+    from ..records import RunKey
+    from ..runner.spec import RunSpec
+    from ..runner.sweep import SweepOptions
+
+    model = MODELS.get(opts["model"])
+    strategies = _csv(opts["strategies"]) if opts["strategies"] else [model.default_strategy]
+    for s in strategies:
+        model.check_strategy(s)
+    fields = {f.name for f in dataclasses.fields(RunSpec)} - {"key"}
+    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items() if k in fields}
+    template = RunSpec(key=RunKey(opts["dataset"], "", "", opts["model"], "", 0), **values)
+    seeds, fractions = _numbers(opts["seeds"], opts["fractions"])
+    props = _properties(get_spec(opts["dataset"]), opts["prop"])
+    return SweepOptions(opts["model"], strategies, opts["dataset"], props, opts["split"], opts["folds"], seeds,
+                        fractions, template)
+
+
+def _properties(spec, prop: str | None) -> list[str]:
     if prop == "all":
-        props = [t.name for t in spec.targets]
-    else:
-        props = [spec.target(prop).name] if prop else [spec.targets[0].name if spec.kind == "crystals" else "gap"]
+        return [t.name for t in spec.targets]
+    if prop:
+        return [spec.target(prop).name]
+    return [spec.targets[0].name if spec.kind == "crystals" else "gap"]
+
+
+def _numbers(seeds: str, fractions: str) -> tuple[list[int], list[float]]:
+    from ..errors import UsageError
+
     try:
         seed_list = [int(s) for s in _csv(seeds)]
-        if not seed_list:
-            raise UsageError("--seeds selects nothing; give comma-separated integers, e.g. 0,1,2")
         frac_list = [float(f) for f in _csv(fractions)]
     except ValueError:
         raise UsageError("--seeds takes integers and --train-fraction numbers, comma separated") from None
-    template = RunSpec(
-        key=RunKey(dataset, "", "", model, "", 0), preset=preset, pretrained=pretrained, aux_branch=aux_branch,
-        aux_data=list(aux_data), aux_prob=aux_prob, steps=steps, batch_size=batch_size,
-        learning_rate=learning_rate, selection=selection, data_dir=data_dir, splits_dir=splits_dir,
-        results_dir=results_dir, keep_work=keep_work,
-    )
-    opts = SweepOptions(model, strategy_list, dataset, props, split, folds, seed_list, frac_list, template)
-    specs = plan(opts)
-    options = {"jobs": jobs, "machine": machine, "resources": resources, "retries": retries,
-               "check_interval": check_interval}
-    ok = execute_sweep(specs, executor, options, force=force, dry_run=dry_run, steps_per_second=steps_per_second)
-    if not ok:
-        raise click.exceptions.Exit(1)
+    if not seed_list:
+        raise UsageError("--seeds selects nothing; give comma-separated integers, e.g. 0,1,2")
+    return seed_list, frac_list
 
 
 def register(cli: click.Group) -> None:

@@ -35,6 +35,9 @@ class TargetInfo:
     pool_intensive: bool
     # Per-type least-squares bias (paper eq. 17); off for dielectric (unseen elements in test).
     per_type_bias: bool = True
+    # The prediction head the paper used (Supplementary D.2): "property" (eq. 16), or for QM9 mu
+    # and r2 "dipole-norm" / "spatial-extent" (ood_bench.backends.deepmd.plugins).
+    paper_head: str = "property"
 
 
 @dataclass(frozen=True)

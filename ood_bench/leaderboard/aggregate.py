@@ -103,7 +103,8 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         base = {
             "dataset": str(key["dataset"]), "split": str(key["split"]), "property": str(key.get("property", "")),
             "model": str(key["model"]), "strategy": str(key["strategy"]),
-            "preset": str(config.get("preset") or ""), "variant": str(key.get("variant") or ""),
+            "preset": str(config.get("preset") or ""),
+            "variant": ", ".join(filter(None, [str(key.get("variant") or ""), head_note(rec)])),
             "stand_in": bool(pre.get("stand_in", False)),
             "train_fraction": float(key.get("train_fraction", 1.0)), "fold": str(key["fold"]),
             "seed": int(key["seed"]), "n_train": (rec.get("data") or {}).get("n_train"),
@@ -113,6 +114,26 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             rows.append({**base, "set": set_name, "n": m.get("n"), "mae": m.get("mae"), "rmse": m.get("rmse"),
                          "r2": m.get("r2"), "max_error": m.get("max_error")})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def head_note(rec: dict[str, Any]) -> str:
+    """For a DPA3 run whose property the paper predicts with a special head (QM9 mu: dipole norm,
+    <R^2>: spatial extent) but which used another (the plain pooled scalar): say so in its label."""
+    config, training, key = rec.get("config") or {}, rec.get("training") or {}, rec["key"]
+    deepmd_input = config.get("deepmd_input")
+    if config.get("backend", "deepmd") != "deepmd" or not deepmd_input:
+        return ""
+    from ..backends.deepmd.plugins import head_of_input
+
+    head = training.get("head") or head_of_input(deepmd_input)
+    paper = training.get("paper_head")
+    if paper is None:
+        from ..datasets import DATASETS
+
+        if key["dataset"] not in DATASETS:
+            return ""
+        paper = DATASETS.get(key["dataset"]).target(key.get("property") or None).paper_head
+    return "" if head == paper else f"{head} head, not the paper's {paper} head"
 
 
 @dataclass

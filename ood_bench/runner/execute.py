@@ -22,7 +22,7 @@ from ..backends import Backend, Candidate, EvalSet, FoldInputs, Resolution, Trai
 from ..datasets import LoadedDataset, TargetInfo, load_dataset
 from ..errors import OodBenchError, UsageError
 from ..evaluate import evaluate_sets, regression_metrics
-from ..io_utils import atomic_write_bytes
+from ..io_utils import atomic_write_bytes, sha256_file
 from ..models import MODELS, ModelSpec
 from ..paths import portable, portable_roots
 from ..paths import results_dir as resolve_results
@@ -30,7 +30,7 @@ from ..records import FORMAT, LEGACY_RECORD_NAME, record_path, write_record
 from ..splits import Fold, load_split
 from ..strategies import STRATEGIES, Strategy
 from ..versions import run_versions
-from .identity import fingerprint_of, with_default_preset
+from .identity import canonical, fingerprint_of
 from .spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def prepare(spec: RunSpec) -> PreparedRun:
 
     Every problem surfaces here as a one-line error, before anything is queued or trained.
     """
-    spec = with_default_preset(spec)
+    spec = canonical(spec)
     key = spec.key
     model = MODELS.get(key.model)
     model.check_strategy(key.strategy)
@@ -80,6 +80,15 @@ def prepare(spec: RunSpec) -> PreparedRun:
     backend = backend_for(model)
     resolution = backend.resolve(spec, model, strategy, ds)
     return PreparedRun(spec, model, backend, strategy, ds, target, fold, split.sha256, str(split.path), resolution)
+
+
+def training_ids(fold: Fold, spec: RunSpec) -> list:
+    """The run's training set: a seeded subsample (``train_fraction``) of the subset pool, drawn
+    with ``subset_seed`` (default: the run's seed). With pool train+val, the validation ids drawn
+    for training leave the validation set (``fold_sets``): selection never sees a training id."""
+    pool = fold.train + (fold.val if spec.subset_pool == "train+val" else [])
+    seed = spec.key.seed if spec.subset_seed is None else spec.subset_seed
+    return subsample_ids(pool, spec.key.train_fraction, seed)
 
 
 def subsample_ids(ids: list, fraction: float, seed: int) -> list:
@@ -109,7 +118,9 @@ def fold_sets(run: PreparedRun) -> tuple[dict[str, EvalSet], dict[str, int], dic
     """The fold's sets (train subsampled) restricted to ids with a structure, with their labels;
     plus each set's size in the split and how many ids were dropped for lack of a structure."""
     key, ds = run.spec.key, run.dataset
-    wanted = {"train": subsample_ids(run.fold.train, key.train_fraction, key.seed), "val": run.fold.val,
+    train = training_ids(run.fold, run.spec)
+    drawn = set(train)
+    wanted = {"train": train, "val": [i for i in run.fold.val if i not in drawn],
               **run.fold.tests}
     st = ds.structures
     sets, n, dropped = {}, {}, {}
@@ -203,6 +214,8 @@ def build_record(run: PreparedRun, trained: Trained, best: Candidate, scored: li
             "dataset_source": ds.source, "dataset_sha256": ds.sha256, "dataset_checksum_status": ds.checksum_status,
             "split_file": run.split_path, "split_sha256": run.split_sha256,
             "n": n, "n_train": n["train"] - dropped["train"], "dropped_without_structure": dropped,
+            "train_subset": {"fraction": spec.key.train_fraction, "pool": spec.subset_pool,
+                             "seed": spec.key.seed if spec.subset_seed is None else spec.subset_seed},
             **trained.data,
         },
         **{"pretrained": None, "aux": None, **run.resolution.record},
@@ -230,7 +243,9 @@ def finalize(run: PreparedRun, trained: Trained, best: Candidate, record: dict[s
         text = trained.log_file.read_text(errors="replace")
         atomic_write_bytes(out.parent / "train.log", portable(text, roots).encode())
     if run.backend.model_file:
-        run.backend.save_model(trained, best, out.parent / run.backend.model_file)
+        model_path = out.parent / run.backend.model_file
+        run.backend.save_model(trained, best, model_path)
+        record["training"]["model_sha256"] = sha256_file(model_path)  # analysis refuses a swapped model
     return write_record(results, portable(record, roots))
 
 

@@ -16,15 +16,34 @@ from ..models import MODELS
 from .spec import RunSpec
 
 
-def with_default_preset(spec: RunSpec) -> RunSpec:
-    """The preset by name, so a default and an explicit default are the same run; a non-default
-    preset is the run's variant (its records live apart from the default's)."""
+def variant_of(spec: RunSpec, default_preset: str) -> str:
+    """Options that make a different run of the same model and strategy, as a short canonical
+    string (part of the record path, so such runs coexist): a non-default preset, an explicit
+    auxiliary branch or data set, a training subset drawn apart from the training seed or from
+    train+val."""
+    parts = [] if spec.preset == default_preset else [str(spec.preset)]
+    if spec.aux_branch:
+        parts.append(f"aux={spec.aux_branch}")
+    if spec.aux_data:
+        digest = hashlib.sha256(json.dumps(sorted(spec.aux_data)).encode()).hexdigest()[:8]
+        parts.append(f"auxdata={digest}")
+    if spec.subset_seed is not None:
+        parts.append(f"subset={spec.subset_seed}")
+    if spec.subset_pool != "train":
+        parts.append(f"pool={spec.subset_pool}")
+    return ",".join(parts)
+
+
+def canonical(spec: RunSpec) -> RunSpec:
+    """The preset by name, so a default and an explicit default are the same run, and the key's
+    variant derived from the options (never set by hand)."""
     model = MODELS.get(spec.key.model)
     preset = spec.preset or model.default_preset
-    variant = "" if preset == model.default_preset else preset
-    if spec.preset == preset and spec.key.variant == variant:
+    spec = spec if spec.preset == preset else dataclasses.replace(spec, preset=preset)
+    variant = variant_of(spec, model.default_preset)
+    if spec.key.variant == variant:
         return spec
-    return dataclasses.replace(spec, preset=preset, key=dataclasses.replace(spec.key, variant=variant))
+    return dataclasses.replace(spec, key=dataclasses.replace(spec.key, variant=variant))
 
 
 def fingerprint_of(spec: RunSpec, backend_identity: dict[str, Any]) -> str:
@@ -38,7 +57,7 @@ def fingerprint(spec: RunSpec) -> str:
     from ..backends import backend_for
     from ..strategies import STRATEGIES
 
-    spec = with_default_preset(spec)
+    spec = canonical(spec)
     model = MODELS.get(spec.key.model)
     identity = backend_for(model).identity(spec, model, STRATEGIES.get(spec.key.strategy))
     return fingerprint_of(spec, identity)

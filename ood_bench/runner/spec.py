@@ -33,6 +33,11 @@ class RunSpec:
     batch_size: str | None = None
     learning_rate: float | None = None
     selection: str = "best_val"
+    # Data-efficiency protocol (paper Supplementary D.4): the training subset's seed (None: the
+    # run's seed) and the pool it is drawn from ("train", or "train+val" as the paper's smallest
+    # sets imply; validation then stays the fold's, for checkpoint selection).
+    subset_seed: int | None = None
+    subset_pool: str = "train"
     data_dir: str | None = None
     splits_dir: str | None = None
     results_dir: str | None = None
@@ -59,6 +64,8 @@ class RunSpec:
              f"--batch-size takes N or auto or auto:N (e.g. auto:512), got {self.batch_size!r}"),
             (lr is not None and not (math.isfinite(lr) and lr > 0), f"--lr must be a positive number, got {lr}"),
             (self.selection not in ("best_val", "last"), f"--select takes best_val or last, got {self.selection!r}"),
+            (self.subset_pool not in ("train", "train+val"),
+             f"--subset-pool takes train or train+val, got {self.subset_pool!r}"),
         ]
 
     def to_json(self) -> dict[str, Any]:

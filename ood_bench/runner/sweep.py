@@ -42,7 +42,7 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
     from ..models import MODELS
     from ..splits import load_split
     from .execute import default_split
-    from .identity import with_default_preset
+    from .identity import canonical
 
     model = MODELS.get(opts.model)
     for strategy in opts.strategies:
@@ -58,7 +58,7 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
         for strategy, fold, seed, frac in itertools.product(opts.strategies, folds, opts.seeds,
                                                              opts.train_fractions):
             key = RunKey(opts.dataset, split_name, fold, opts.model, strategy, seed, frac, target.name)
-            specs.append(with_default_preset(RunSpec(**{**opts.template.__dict__, "key": key})))
+            specs.append(canonical(RunSpec(**{**opts.template.__dict__, "key": key})))
     return specs
 
 

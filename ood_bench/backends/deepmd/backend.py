@@ -61,7 +61,9 @@ class DeepmdBackend(Backend):
         return step_of(line)
 
     def _pretrained(self, spec, strategy) -> PretrainedModel | None:
-        if strategy.needs_pretrained or spec.pretrained:
+        """The checkpoint a run uses: its weights (fine-tuning), or only its architecture and
+        auxiliary branch (Scratch with --pretrained, multi-task from scratch)."""
+        if strategy.needs_pretrained or strategy.uses_aux or spec.pretrained:
             return load_pretrained(spec.pretrained or default_pretrained(spec.preset))
         return None
 
@@ -145,7 +147,8 @@ class DeepmdBackend(Backend):
                     "aux_prob": spec.aux_prob if inputs.strategy.uses_aux else None,
                     "deepmd_input": config, "dp_train_args": args,
                     "architecture_from": pre.name if pre is not None else f"preset {preset.name}"},
-            training={"steps": ctx.steps, "eval_head": recipe.eval_head(),
+            training={"steps": ctx.steps, "eval_head": recipe.eval_head(), "head": recipe.head_name(ctx),
+                      "paper_head": inputs.target.paper_head,
                       "learning_curve": read_lcurve(inputs.workdir / "lcurve.out")},
             data=data, peak_mem_mb=peak_mb, log_file=log,
             state={"systems": systems, "head": recipe.eval_head(), "loaded": {}},

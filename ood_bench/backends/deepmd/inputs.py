@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ...datasets import TargetInfo
+from ...errors import UsageError
 from ...registry import Registry
+from .plugins import FITTING_TYPES, HEAD_LOSS_TYPE, HEADS, MODEL_TYPES, PLAIN_HEAD
 from .presets import Preset
 from .pretrained import PretrainedModel
 
@@ -56,12 +58,34 @@ class RunContext:
 class Recipe:
     """Single-task property model (Scratch / FT / LP share this shape); subclasses change parts."""
 
+    def head_name(self, ctx: RunContext) -> str:
+        """The property head this run trains: ``property`` (deepmd's pooled scalar, paper eq. 16),
+        or the paper's own head for QM9 mu (``dipole-norm``) and r2 (``spatial-extent``),
+        Supplementary D.2. The paper's heads are used with the ``paper`` preset, or with any preset
+        whose ``extra["paper_heads"]`` is true; otherwise every target gets the plain scalar."""
+        paper = bool(ctx.preset.extra.get("paper_heads", ctx.preset.name == "paper"))
+        head = getattr(ctx.target, "paper_head", PLAIN_HEAD) if paper else PLAIN_HEAD
+        if head not in HEADS:
+            raise UsageError(f"property {ctx.target.name}: unknown head {head!r}; known: {', '.join(HEADS)}")
+        if head != PLAIN_HEAD and ctx.dataset_kind != "molecules":
+            raise UsageError(f"the {head} head of {ctx.target.name} is defined for isolated molecules only "
+                             f"(QM9, no periodic cell), not for {ctx.dataset_kind}")
+        return head
+
+    def property_model(self, ctx: RunContext) -> dict[str, Any]:
+        """Model-level keys of the property model: the deepmd model type of a coordinate head
+        (registered by ``plugins/heads.py``); nothing for deepmd's plain property model."""
+        head = self.head_name(ctx)
+        return {} if head == PLAIN_HEAD else {"type": MODEL_TYPES[head]}
+
     def property_fitting(self, ctx: RunContext) -> dict[str, Any]:
+        head = self.head_name(ctx)
         fit = {
-            "type": "property",
+            "type": FITTING_TYPES[head],
             "property_name": ctx.target.name,
             "task_dim": 1,
-            "intensive": ctx.target.pool_intensive,
+            # The coordinate heads sum per-atom contributions (their own reductions).
+            "intensive": ctx.target.pool_intensive if head == PLAIN_HEAD else False,
             "neuron": list(ctx.preset.fitting_neuron),
             "resnet_dt": True,
             "activation_function": "tanh",
@@ -72,6 +96,10 @@ class Recipe:
         return fit
 
     def property_loss(self, ctx: RunContext) -> dict[str, Any]:
+        if self.head_name(ctx) != PLAIN_HEAD:
+            # deepmd's property loss on the frame-level target, scaled by the labels' spread.
+            return {"type": HEAD_LOSS_TYPE, "property_name": ctx.target.name, "loss_func": ctx.loss_func,
+                    "metric": ["mae", "rmse"]}
         return {"type": "property", "loss_func": ctx.loss_func, "metric": ["mae", "rmse"]}
 
     def descriptor(self, ctx: RunContext) -> dict[str, Any]:
@@ -80,7 +108,9 @@ class Recipe:
         return desc
 
     def learning_rate(self, ctx: RunContext) -> dict[str, Any]:
-        return {"type": "exp", "start_lr": ctx.start_lr, "stop_lr": ctx.preset.stop_lr,
+        """Exponential decay; a start below the preset's stop never turns into a rising schedule
+        (deepmd would also scale the energy/force loss prefactors by lr/start_lr beyond their range)."""
+        return {"type": "exp", "start_lr": ctx.start_lr, "stop_lr": min(ctx.preset.stop_lr, ctx.start_lr),
                 "decay_steps": min(ctx.preset.decay_steps, max(1, ctx.steps // 4))}
 
     def training_common(self, ctx: RunContext) -> dict[str, Any]:
@@ -102,6 +132,7 @@ class Recipe:
     def build_input(self, ctx: RunContext) -> dict[str, Any]:
         return {
             "model": {
+                **self.property_model(ctx),
                 "type_map": ctx.type_map,
                 "descriptor": self.descriptor(ctx),
                 "fitting_net": self.property_fitting(ctx),
@@ -173,8 +204,9 @@ class MultiTaskFineTune(FineTune):
                 "model_dict": {
                     aux: {"type_map": "type_map_all", "descriptor": "dpa3_descriptor",
                           "fitting_net": aux_fitting, "finetune_head": aux},
-                    PROPERTY_BRANCH: {"type_map": "type_map_all", "descriptor": "dpa3_descriptor",
-                                      "fitting_net": prop_fitting, "finetune_head": "RANDOM"},
+                    PROPERTY_BRANCH: {**self.property_model(ctx), "type_map": "type_map_all",
+                                      "descriptor": "dpa3_descriptor", "fitting_net": prop_fitting,
+                                      "finetune_head": "RANDOM"},
                 },
             },
             "learning_rate": self.learning_rate(ctx),
@@ -200,3 +232,31 @@ RECIPES.add("scratch", Scratch())
 RECIPES.add("ft", FineTune())
 RECIPES.add("lp", LinearProbe())
 RECIPES.add("mft", MultiTaskFineTune())
+
+
+class MftFreshHead(MultiTaskFineTune):
+    """Ablation (paper Fig. 3(c-e)): MFT with the backbone transferred but the force-field head
+    freshly initialised (``finetune_head: RANDOM`` on both branches)."""
+
+    def build_input(self, ctx: RunContext) -> dict[str, Any]:
+        config = super().build_input(ctx)
+        config["model"]["model_dict"][ctx.aux_branch]["finetune_head"] = "RANDOM"
+        return config
+
+
+class MultiTaskScratch(MultiTaskFineTune):
+    """Ablation (paper Fig. 3(c-e)): the same two-branch multi-task training from scratch, nothing
+    transferred (the checkpoint only lends its architecture and auxiliary branch)."""
+
+    def build_input(self, ctx: RunContext) -> dict[str, Any]:
+        config = super().build_input(ctx)
+        for branch in config["model"]["model_dict"].values():
+            branch.pop("finetune_head", None)
+        return config
+
+    def train_args(self, ctx: RunContext) -> list[str]:
+        return []
+
+
+RECIPES.add("mft-freshhead", MftFreshHead())
+RECIPES.add("mtl-scratch", MultiTaskScratch())
