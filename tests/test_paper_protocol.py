@@ -133,3 +133,18 @@ def test_dry_run_counts_the_longer_mft_schedule_on_matbench(env):
     assert steps("matbench_dielectric", "mft") == 200_000 and steps("matbench_dielectric", "ft") == 100_000
     assert steps("qm9", "mft") == 100_000
     assert status_of(qm9("ft", env, Path("/nonexistent-results"))) == "todo"
+
+
+def test_gpus_launch_deepmd_data_parallel_under_torchrun(env, tmp_path):
+    """--gpus N runs `python -m torch.distributed.run --nproc_per_node N -m deepmd --pt train`
+    (deepmd 3.2 initialises NCCL unconditionally, so two CPU processes cannot train here: only the
+    launch is checked), is validated, and is part of the run's identity."""
+    import sys
+
+    from ood_bench.backends.deepmd.launcher import launch_prefix
+
+    assert launch_prefix(1) == [sys.executable]
+    assert launch_prefix(2)[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    with pytest.raises(UsageError, match="--gpus"):
+        qm9("mft", env, tmp_path, gpus=0).check()
+    assert fingerprint(qm9("mft", env, tmp_path, gpus=2)) != fingerprint(qm9("mft", env, tmp_path))

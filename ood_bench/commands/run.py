@@ -35,6 +35,9 @@ def _csv(value: str) -> list[str]:
 @click.option("--subset-pool", type=click.Choice(["train", "train+val"]), default="train", show_default=True,
               help="Draw the training subset from train, or from train+val (the paper's smallest sets); drawn "
                    "validation ids leave the validation set.")
+@click.option("--gpus", type=int, default=1, show_default=True,
+              help="Data-parallel training processes, one per GPU (deepmd under torchrun; the paper trained QM9 "
+                   "MFT on 2). With dpdispatcher, ask for as many in resources.json (gpu_per_node).")
 @click.option("--preset", default=None,
               help="Model preset, e.g. tiny (CPU) or paper (Table 8) for dpa3 [default: the model's; see "
                    "`oodbench models`].")

@@ -38,6 +38,8 @@ class RunSpec:
     # sets imply; validation then stays the fold's, for checkpoint selection).
     subset_seed: int | None = None
     subset_pool: str = "train"
+    # Data-parallel training processes, one per GPU (deepmd under torchrun; the paper's QM9 MFT: 2).
+    gpus: int = 1
     data_dir: str | None = None
     splits_dir: str | None = None
     results_dir: str | None = None
@@ -58,6 +60,7 @@ class RunSpec:
         return [
             (not (math.isfinite(frac) and 0 < frac <= 1), f"--train-fraction must be in (0, 1], got {frac:g}"),
             (self.steps is not None and self.steps < 1, f"--steps must be a positive integer, got {self.steps}"),
+            (self.gpus < 1, f"--gpus must be at least 1, got {self.gpus}"),
             (not 0 < self.aux_prob < 1, f"--aux-prob is the share of steps on the auxiliary task, strictly between "
                                         f"0 and 1; got {self.aux_prob:g}"),
             (self.batch_size is not None and not _BATCH.match(self.batch_size),

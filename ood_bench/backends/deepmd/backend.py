@@ -108,19 +108,52 @@ class DeepmdBackend(Backend):
 
     # --- training ---------------------------------------------------------------------------
     def train(self, inputs: FoldInputs, on_line: Callable[[str], None] | None = None) -> Trained:
-        from .data import full_type_map, write_systems
-        from .inputs import RECIPES, RunContext
+        from .inputs import RECIPES
         from .launcher import dp_train, read_lcurve
+        from .predict import list_checkpoints
+
+        systems, data = self._write_fold(inputs)
+        ctx = self._context(inputs, systems)
+        spec, recipe = inputs.spec, RECIPES.get(inputs.strategy.name)
+        config, args = recipe.build_input(ctx), recipe.train_args(ctx)
+        log, peak_mb = dp_train(config, inputs.workdir, args, label=spec.key.label(), on_line=on_line,
+                                processes=spec.gpus)
+        ckpts = list_checkpoints(inputs.workdir)
+        if not ckpts:
+            raise OodBenchError(f"{spec.key.label()}: deepmd wrote no checkpoint (see {log})")
+        pre = ctx.pretrained
+        return Trained(
+            candidates=[Candidate(step, path.name, path) for step, path in ckpts],
+            config={"steps": ctx.steps, "batch_size": ctx.batch_size, "learning_rate": ctx.start_lr,
+                    "processes": spec.gpus, "aux_prob": spec.aux_prob if inputs.strategy.uses_aux else None,
+                    "deepmd_input": config, "dp_train_args": args,
+                    "architecture_from": pre.name if pre is not None else f"preset {ctx.preset.name}"},
+            training={"steps": ctx.steps, "eval_head": recipe.eval_head(), "head": recipe.head_name(ctx),
+                      "paper_head": inputs.target.paper_head,
+                      "learning_curve": read_lcurve(inputs.workdir / "lcurve.out")},
+            data=data, peak_mem_mb=peak_mb, log_file=log,
+            state={"systems": systems, "head": recipe.eval_head(), "loaded": {}},
+        )
+
+    @staticmethod
+    def _write_fold(inputs: FoldInputs):
+        """Only this fold's frames, as deepmd/npy mixed-type systems (one per atom count and set)."""
+        from .data import write_systems
 
         t0 = time.time()
         st = inputs.dataset.structures
         systems = {name: write_systems(inputs.workdir / "data" / name, st, s.ids, {inputs.target.name: s.y[:, None]})
                    for name, s in inputs.sets.items()}
-        data = {"fold_data_bytes": sum(s.nbytes() for s in systems.values()),
-                "fold_data_seconds": round(time.time() - t0, 3)}
+        return systems, {"fold_data_bytes": sum(s.nbytes() for s in systems.values()),
+                         "fold_data_seconds": round(time.time() - t0, 3)}
+
+    def _context(self, inputs: FoldInputs, systems):
+        from .data import full_type_map
+        from .inputs import RunContext
+
         spec, preset, state = inputs.spec, inputs.preset, inputs.resolution.state
         pre = state["pretrained"]
-        ctx = RunContext(
+        return RunContext(
             target=inputs.target, dataset_kind=inputs.dataset.spec.kind, preset=preset,
             descriptor=pre.descriptor if pre is not None else preset.descriptor,
             type_map=pre.type_map if pre is not None else full_type_map(),
@@ -132,26 +165,6 @@ class DeepmdBackend(Backend):
             start_lr=spec.learning_rate or preset.start_lr, seed=spec.key.seed, pretrained=pre,
             aux_branch=state["aux_branch"], aux_systems=state["aux_systems"], aux_has_virial=state["aux_virial"],
             aux_prob=spec.aux_prob, aux_batch_size=preset.aux_batch_size,
-        )
-        recipe = RECIPES.get(inputs.strategy.name)
-        config, args = recipe.build_input(ctx), recipe.train_args(ctx)
-        log, peak_mb = dp_train(config, inputs.workdir, args, label=spec.key.label(), on_line=on_line)
-        from .predict import list_checkpoints
-
-        ckpts = list_checkpoints(inputs.workdir)
-        if not ckpts:
-            raise OodBenchError(f"{spec.key.label()}: deepmd wrote no checkpoint (see {log})")
-        return Trained(
-            candidates=[Candidate(step, path.name, path) for step, path in ckpts],
-            config={"steps": ctx.steps, "batch_size": ctx.batch_size, "learning_rate": ctx.start_lr,
-                    "aux_prob": spec.aux_prob if inputs.strategy.uses_aux else None,
-                    "deepmd_input": config, "dp_train_args": args,
-                    "architecture_from": pre.name if pre is not None else f"preset {preset.name}"},
-            training={"steps": ctx.steps, "eval_head": recipe.eval_head(), "head": recipe.head_name(ctx),
-                      "paper_head": inputs.target.paper_head,
-                      "learning_curve": read_lcurve(inputs.workdir / "lcurve.out")},
-            data=data, peak_mem_mb=peak_mb, log_file=log,
-            state={"systems": systems, "head": recipe.eval_head(), "loaded": {}},
         )
 
     # --- evaluation -------------------------------------------------------------------------
