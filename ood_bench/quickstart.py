@@ -27,6 +27,7 @@ class QuickstartConfig:
     pretrain_steps: int = 800
     pretrain_molecules: int = 300
     pretrain_crystals: int = 120
+    split_params: dict = field(default_factory=dict)  # generator overrides when the split file is made
 
 
 def _matbench_available(data_dir: str | None) -> bool:
@@ -38,6 +39,26 @@ def _matbench_available(data_dir: str | None) -> bool:
 DEFAULT_RESULTS = "results/quickstart"
 
 
+def split_step(cfg: QuickstartConfig, data_dir: str | None = None, splits_dir: str | None = None,
+               console=None) -> str:
+    """The BOOM split of ``cfg.property``: the versioned file when there is one, else made here
+    through the split library (never the command line). Returns the split's name."""
+    from .splits import split_path
+    from .splits.generate import generate_splits
+
+    split = f"boom-{cfg.property}"
+    path = split_path(cfg.dataset, split, splits_dir)
+    if path.exists():
+        if console is not None:
+            console.print(f"using the versioned split file {path}")
+        return split
+    written = generate_splits(cfg.dataset, ["boom"], cfg.property, data_dir=data_dir, splits_dir=splits_dir,
+                              params=cfg.split_params)
+    if console is not None:
+        console.print(f"made the split file {written[0]}")
+    return split
+
+
 def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_dir: str | None = None,
                    results_dir: str | None = None, console=None) -> dict:
     """Always runs (``force``): it demonstrates the pipeline, so finished records of an earlier
@@ -45,12 +66,10 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
     from rich.console import Console
 
     from .backends.deepmd.pretrain import PretrainConfig, pretrain
-    from .cli import cli
     from .commands.run_report import execute_sweep
     from .leaderboard import build_leaderboard
     from .records import RunKey
     from .runner.spec import RunSpec
-    from .splits import split_path
 
     console = console or Console(stderr=True)
     results_dir = results_dir or DEFAULT_RESULTS
@@ -67,17 +86,7 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
 
     console.rule(f"2/4  split: {cfg.dataset} BOOM {cfg.property}")
     t = time.time()
-    split = f"boom-{cfg.property}"
-    path = split_path(cfg.dataset, split, splits_dir)
-    if path.exists():
-        console.print(f"using the versioned split file {path}")
-    else:
-        args = ["split", cfg.dataset, "--property", cfg.property]
-        if data_dir:
-            args += ["--data-dir", str(data_dir)]
-        if splits_dir:
-            args += ["--splits-dir", str(splits_dir)]
-        cli.main(args=args, standalone_mode=False, prog_name="oodbench")
+    split = split_step(cfg, data_dir, splits_dir, console)
     timings["split_s"] = time.time() - t
 
     console.rule(f"3/4  fine-tune tiny DPA3: {', '.join(cfg.strategies)}")

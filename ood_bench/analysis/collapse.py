@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataMissingError, OodBenchError, UsageError
+from ..errors import CorruptFileError, DataMissingError, OodBenchError, UsageError
 from ..records import RunKey
 from ..strategies import STRATEGIES
 from . import labels as lab
@@ -97,6 +97,9 @@ class Reporter:
     def note(self, text: str) -> None:
         log.info(text)
 
+    def warn(self, text: str) -> None:
+        log.warning(text)
+
 
 class RichReporter(Reporter):
     def __init__(self, progress) -> None:
@@ -112,6 +115,42 @@ class RichReporter(Reporter):
 
     def note(self, text: str) -> None:
         self.progress.console.print(f"[yellow]note:[/yellow] {text}")
+
+    def warn(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/yellow] {text}", soft_wrap=True, highlight=False)
+
+
+# --- checking the model files -----------------------------------------------------------------
+
+def check_model_files(records: Sequence[dict]) -> list[str]:
+    """Each record's model file must be the file its run saved (``training.model_sha256``).
+
+    A missing model file or a different sha256 is an error naming the record (rerun that run with
+    ``--force``): an analysis of another model would be reported as this run's. Records from before
+    oodbench kept the hash (legacy) are not refused: they come back as warnings."""
+    from ..io_utils import sha256_file
+
+    warnings = []
+    for rec in records:
+        training = rec.get("training") or {}
+        key = RunKey.from_dict(rec["key"])
+        where = rec.get("_path") or key.label()
+        model_file = training.get("model_file")
+        path = Path(rec["_path"]).parent / (model_file or "model.pt") if rec.get("_path") else None
+        expected = training.get("model_sha256")
+        if not expected:
+            if model_file and path is not None and path.exists():
+                warnings.append(f"record {where} names no training.model_sha256 (made before oodbench kept it): "
+                                f"its model file {path.name} is used unverified")
+            continue
+        redo = f"rerun that run ({key.label()}) with `oodbench run ... --force`"
+        if path is None or not path.is_file():
+            raise DataMissingError(f"record {where}: its model file {path or model_file} is missing; {redo}")
+        got = sha256_file(path)
+        if got != expected:
+            raise CorruptFileError(f"record {where}: model file {path.name} has sha256 {got[:16]}..., the record "
+                                   f"names {expected[:16]}... (not the model this run saved); {redo}")
+    return warnings
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -516,9 +555,13 @@ def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = 
     reporter = reporter or Reporter()
     if max_per_class < 2 or w1_samples < 1:
         raise UsageError("--max-per-class must be >= 2 and --w1-samples >= 1")
+    unverified = check_model_files(records)  # before any computation: a swapped model is refused
+    for text in unverified:
+        reporter.warn(text)
     groups, notes = plan_groups(records, reporter)
     if not groups:
         raise OodBenchError("no analysable runs in the selection: " + ("; ".join(notes) or "nothing selected"))
+    notes = [*unverified, *notes]
     results = []
     for g in groups:
         ds = load_dataset(g.dataset, data_dir)

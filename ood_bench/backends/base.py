@@ -64,6 +64,7 @@ class FoldInputs:
     workdir: Path
     resolution: Resolution
     preset: Any
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's parameters, typed, defaults filled
 
 
 @dataclass

@@ -39,6 +39,8 @@ def strategies() -> None:
         needs = " (needs a pretrained model)" if s.needs_pretrained else ""
         aux = " + auxiliary force-field data" if s.uses_aux else ""
         click.echo(f"{name} ({s.label}): {s.summary}{needs}{aux}; backends: {', '.join(s.backends)}")
+        for key, param in s.params.items():
+            click.echo(f"    --strategy-param {key}=<{param.kind.__name__}> (default {param.default}): {param.help}")
 
 
 def register(cli: click.Group) -> None:

@@ -35,6 +35,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--subset-pool", type=click.Choice(["train", "train+val"]), default="train", show_default=True,
               help="Draw the training subset from train, or from train+val (the paper's smallest sets); drawn "
                    "validation ids leave the validation set.")
+@click.option("--strategy-param", "strategy_params", multiple=True, metavar="KEY=VALUE",
+              help="A strategy parameter (see `oodbench strategies`); repeatable. Part of the run's identity.")
 @click.option("--gpus", type=int, default=1, show_default=True,
               help="Data-parallel training processes, one per GPU (deepmd under torchrun; the paper trained QM9 "
                    "MFT on 2). With dpdispatcher, ask for as many in resources.json (gpu_per_node).")
@@ -110,11 +112,24 @@ def _sweep_options(opts: dict[str, Any]):
         model.check_strategy(s)
     fields = {f.name for f in dataclasses.fields(RunSpec)} - {"key"}
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items() if k in fields}
+    values["strategy_params"] = _key_values(opts["strategy_params"])
     template = RunSpec(key=RunKey(opts["dataset"], "", "", opts["model"], "", 0), **values)
     seeds, fractions = _numbers(opts["seeds"], opts["fractions"])
     props = _properties(get_spec(opts["dataset"]), opts["prop"])
     return SweepOptions(opts["model"], strategies, opts["dataset"], props, opts["split"], opts["folds"], seeds,
                         fractions, template)
+
+
+def _key_values(items: tuple[str, ...]) -> dict[str, str]:
+    from ..errors import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--strategy-param takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _properties(spec, prop: str | None) -> list[str]:

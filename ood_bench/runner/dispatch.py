@@ -6,6 +6,12 @@ comes back and moves it into the results tree (same path per run key: never dupl
 left in task folders by a killed driver are collected on the next start. Failed tasks are
 retried ``--retries`` times by dpdispatcher, then reported with their log tail while the other
 runs go on (``continue_on_failure``).
+
+dpdispatcher's own failures are one line each, never a task "failed": machine.json and
+resources.json are checked with dpdispatcher's schema (``arginfo``) and the machine is set up
+(an SSH login, a cloud API) before anything is written or queued; an exception out of
+``run_submission`` that is not tasks failing (SSH dropped, authentication, the scheduler) stops
+the sweep with its type and message, keeping whatever records arrived.
 """
 
 from __future__ import annotations
@@ -47,6 +53,58 @@ def _load_config(path: str | None, what: str) -> dict[str, Any]:
         raise UsageError(f"--{what} {p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:400]}"
+
+
+def check_configs(machine_cfg: Any, resources_cfg: Any, machine_file: str, resources_file: str) -> None:
+    """dpdispatcher's own schema checks of machine.json and resources.json (its ``arginfo``, the
+    one ``Machine.load_from_dict`` / ``Resources.load_from_dict`` apply), as one-line errors,
+    before anything is queued or connected to."""
+    from dpdispatcher import Machine, Resources
+
+    for cfg, what, path in ((machine_cfg, "machine", machine_file), (resources_cfg, "resources", resources_file)):
+        if not isinstance(cfg, dict):
+            raise UsageError(f"--{what} {path}: expected a JSON object (dpdispatcher's {what}.json format)")
+    batch_type = machine_cfg.get("batch_type")
+    if isinstance(batch_type, str) and batch_type not in Machine.subclasses_dict:
+        raise UsageError(f"--machine {machine_file}: unknown batch_type '{batch_type}'; dpdispatcher "
+                         f"{_dpdispatcher_version()} knows {', '.join(sorted(Machine.options))}")
+    try:
+        schema = Machine.arginfo()
+        schema.check_value(schema.normalize_value(dict(machine_cfg), trim_pattern="_*"), strict=False)
+    except Exception as exc:
+        raise UsageError(f"--machine {machine_file}: not a valid dpdispatcher machine ({_one_line(exc)})") from None
+    try:
+        Resources.load_from_dict(dict(resources_cfg))
+    except Exception as exc:
+        raise UsageError(f"--resources {resources_file}: not valid dpdispatcher resources "
+                         f"({_one_line(exc)})") from None
+
+
+def _dpdispatcher_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dpdispatcher")
+    except PackageNotFoundError:
+        return ""
+
+
+def _tasks_failed_only(submission: Any) -> bool:
+    """``run_submission`` raised because some tasks failed after their retries while the others
+    finished (reported per task, with their logs), not because dpdispatcher itself stopped."""
+    try:
+        from dpdispatcher.utils.job_status import JobStatus
+
+        states = [job.job_state for job in submission.belonging_jobs]
+    except Exception:
+        return False
+    return (bool(states) and JobStatus.failed in states
+            and all(s in (JobStatus.finished, JobStatus.failed) for s in states))
+
+
 def _task_name(spec: RunSpec) -> str:
     digest = hashlib.sha256(json.dumps(spec.key.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     return f"task_{digest}"
@@ -85,6 +143,7 @@ def run_with_dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: A
 
     machine_cfg = _load_config(options.get("machine"), "machine")
     resources_cfg = _load_config(options.get("resources"), "resources")
+    check_configs(machine_cfg, resources_cfg, options["machine"], options["resources"])
     results = resolve_results(specs[0].results_dir)
     collected = set(collect(results))  # a previous driver may have died after tasks finished
     pending = [s for s in specs if s.key not in collected]
@@ -95,9 +154,15 @@ def run_with_dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: A
         return
     sweep_id = hashlib.sha256("".join(sorted(_task_name(s) for s in pending)).encode()).hexdigest()[:12]
     local_root = dispatch_root(results) / f"sweep_{sweep_id}"
-    local_root.mkdir(parents=True, exist_ok=True)
     machine_cfg.setdefault("retry_count", int(options.get("retries", 2)))
     machine_cfg["local_root"] = str(local_root)
+    try:  # connects (SSH, a cloud API) before anything is written or queued
+        machine = Machine.load_from_dict(machine_cfg)
+        resources = Resources.load_from_dict(resources_cfg)
+    except Exception as exc:
+        raise OodBenchError(f"dpdispatcher cannot set up the machine of --machine {options['machine']} "
+                            f"({_one_line(exc)}); nothing was submitted") from None
+    local_root.mkdir(parents=True, exist_ok=True)
     local = machine_cfg.get("context_type", "").lower().startswith("local")
     python = sys.executable if local else "python"
     tasks = []
@@ -115,15 +180,24 @@ def run_with_dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: A
             backward_files=[str(rel / RECORD_NAME), *(str(rel / f) for f in SIDE_FILES)],
             outlog="task.out", errlog="task.err",
         ))
-    machine = Machine.load_from_dict(machine_cfg)
-    resources = Resources.load_from_dict(resources_cfg)
-    submission = Submission(work_base="./", machine=machine, resources=resources, task_list=tasks)
     overall = progress.add_task(f"dpdispatcher: {len(tasks)} tasks", total=len(pending))
+    submission = None
     try:
+        submission = Submission(work_base="./", machine=machine, resources=resources, task_list=tasks)
         submission.run_submission(check_interval=int(options.get("check_interval", 30)),
                                   continue_on_failure=True)
-    except Exception as exc:  # dpdispatcher surfaces scheduler errors as plain exceptions
-        log.error("dpdispatcher stopped: %s: %s", type(exc).__name__, exc)
+    except Exception as exc:  # dpdispatcher surfaces scheduler and connection errors as plain exceptions
+        if submission is None or not _tasks_failed_only(submission):
+            # dpdispatcher itself stopped (SSH, authentication, the scheduler): one line for the
+            # sweep, not every task "failed"; records that did arrive are kept
+            arrived = set(collect(results))
+            done = [s.key for s in pending if s.key in arrived]
+            result.done.extend(done)
+            progress.remove_task(overall)
+            raise OodBenchError(
+                f"dpdispatcher stopped the sweep ({_one_line(exc)}); {len(done)} of {len(pending)} runs "
+                "finished; fix the cause and rerun the same command to resume") from None
+        log.debug("dpdispatcher: %s", _one_line(exc))
     remote_root = Path(getattr(machine.context, "remote_root", "") or local_root)
     arrived = set(collect(results))
     for spec in pending:

@@ -71,6 +71,7 @@ def prepare(spec: RunSpec) -> PreparedRun:
     model.check_strategy(key.strategy)
     model.preset(spec.preset)
     strategy = STRATEGIES.get(key.strategy)
+    strategy.resolve_params(spec.strategy_params)
     ds = load_dataset(key.dataset, spec.data_dir)
     target = ds.spec.target(key.property or None)
     split = load_split(key.dataset, key.split, spec.splits_dir, known_ids=ds.known_ids)
@@ -175,7 +176,9 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
     work = _fresh(work_dir(run.spec))
     sets, n, dropped = fold_sets(run)
     preset = run.model.preset(run.spec.preset)
-    inputs = FoldInputs(run.spec, run.model, run.strategy, run.dataset, run.target, sets, work, run.resolution, preset)
+    params = run.strategy.resolve_params(run.spec.strategy_params)
+    inputs = FoldInputs(run.spec, run.model, run.strategy, run.dataset, run.target, sets, work, run.resolution, preset,
+                        params)
     t0 = time.time()
     trained = run.backend.train(inputs, on_line=on_line)
     timing["train_s"] = time.time() - t0 - trained.data.get("fold_data_seconds", 0.0)
@@ -205,6 +208,7 @@ def build_record(run: PreparedRun, trained: Trained, best: Candidate, scored: li
         "config": {
             "preset": spec.preset, "unit": run.target.unit, "target_kind": run.target.kind,
             "strategy_label": run.strategy.label, "model_label": run.model.label,
+            "strategy_params": run.strategy.resolve_params(spec.strategy_params),
             "backend": run.backend.name, "model_version": run.model.version,
             "selection": spec.selection, "fingerprint": run.fingerprint, "spec": spec.to_json(),
             **trained.config,

@@ -18,10 +18,16 @@ from .spec import RunSpec
 
 def variant_of(spec: RunSpec, default_preset: str) -> str:
     """Options that make a different run of the same model and strategy, as a short canonical
-    string (part of the record path, so such runs coexist): a non-default preset, an explicit
+    string (part of the record path, so such runs coexist): a non-default preset, non-default
+    strategy parameters, an explicit
     auxiliary branch or data set, a training subset drawn apart from the training seed or from
     train+val."""
+    from ..strategies import STRATEGIES
+
     parts = [] if spec.preset == default_preset else [str(spec.preset)]
+    params = STRATEGIES.get(spec.key.strategy).param_variant(spec.strategy_params)
+    if params:
+        parts.append(params)
     if spec.aux_branch:
         parts.append(f"aux={spec.aux_branch}")
     if spec.aux_data:

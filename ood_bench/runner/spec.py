@@ -38,6 +38,8 @@ class RunSpec:
     # sets imply; validation then stays the fold's, for checkpoint selection).
     subset_seed: int | None = None
     subset_pool: str = "train"
+    # --strategy-param KEY=VALUE (strings; the strategy types and validates them, see Strategy.params)
+    strategy_params: dict[str, str] = field(default_factory=dict)
     # Data-parallel training processes, one per GPU (deepmd under torchrun; the paper's QM9 MFT: 2).
     gpus: int = 1
     data_dir: str | None = None

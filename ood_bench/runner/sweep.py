@@ -41,12 +41,14 @@ def plan(opts: SweepOptions) -> list[RunSpec]:
     from ..datasets import load_dataset
     from ..models import MODELS
     from ..splits import load_split
+    from ..strategies import STRATEGIES
     from .execute import default_split
     from .identity import canonical
 
     model = MODELS.get(opts.model)
     for strategy in opts.strategies:
         model.check_strategy(strategy)
+        STRATEGIES.get(strategy).resolve_params(opts.template.strategy_params)
     check_matrix(opts)
     ds = load_dataset(opts.dataset, opts.template.data_dir)
     specs = []

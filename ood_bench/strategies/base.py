@@ -7,9 +7,30 @@ leaderboard and analysis read labels and order from here and never branch on nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from ..errors import UsageError
 from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ``--strategy-param KEY=VALUE``: its type, default and meaning (shown by `oodbench strategies`)."""
+
+    default: Any
+    help: str
+    kind: type = float
+
+    def parse(self, name: str, text: str) -> Any:
+        try:
+            if self.kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                return text.lower() in ("true", "1", "yes")
+            return self.kind(text)
+        except ValueError:
+            raise UsageError(f"--strategy-param {name}={text}: expected {self.kind.__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -23,9 +44,24 @@ class Strategy:
     uses_aux: bool = False
     # The strategy others are measured against (the paper's Fig. 2: improvement over Scratch).
     reference: bool = False
+    params: dict[str, Param] = field(default_factory=dict)
 
     def supports(self, backend: str) -> bool:
         return backend in self.backends
+
+    def resolve_params(self, given: dict[str, str]) -> dict[str, Any]:
+        """Defaults overridden by ``given`` (strings from the command line), typed; an unknown key is
+        one line naming the known ones."""
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            known = ", ".join(self.params) or "none"
+            raise UsageError(f"strategy {self.name} has no parameter '{unknown[0]}'; its parameters: {known}")
+        return {k: (p.parse(k, given[k]) if k in given else p.default) for k, p in self.params.items()}
+
+    def param_variant(self, given: dict[str, str]) -> str:
+        """The non-default parameters, canonically (``delta=0.1,k=2``): part of the record path."""
+        values = self.resolve_params(given)
+        return ",".join(f"{k}={_fmt(values[k])}" for k in sorted(values) if values[k] != self.params[k].default)
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "ood_bench.strategies")
@@ -39,6 +75,10 @@ def ordered(names) -> list[str]:
 
 def reference_strategy() -> str:
     return next(n for n, s in STRATEGIES.items() if s.reference)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def label_of(name: str) -> str:
