@@ -18,17 +18,7 @@ import time
 from collections import defaultdict
 
 MODELS = ("dummy", "rf-scm-magpie", "cm-krr", "dpa3-frozen")
-QM9_PROPS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "Cv")
-MATBENCH = ("matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites")
-MB_SPLITS = ("omee2024-LOCO", "omee2024-SparseXcluster", "omee2024-SparseXsingle", "omee2024-SparseYcluster",
-             "omee2024-SparseYsingle", "random")
-
-
-def canonical_splits(dataset: str) -> list[tuple[str, str]]:
-    """(property, split) pairs of a dataset's canonical splits."""
-    if dataset == "qm9":
-        return [(p, f"boom-{p}") for p in QM9_PROPS]
-    return [("", s) for s in MB_SPLITS]
+DATASETS = ("qm9", "matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites")
 
 
 def applicable(model: str, dataset: str) -> bool:
@@ -49,6 +39,7 @@ def run(models: list[str], datasets: list[str], results_dir: str | None, splits:
     from ood_bench.records import RunKey
     from ood_bench.runner.spec import RunSpec
     from ood_bench.runner.sweep import SweepOptions, plan
+    from ood_bench.splits.methods import canonical_splits
 
     console = Console(stderr=True)
     for model in models:
@@ -89,7 +80,7 @@ def report(results_dir: str | None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--datasets", default=",".join(("qm9", *MATBENCH)))
+    ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--splits", default=None, help="only these canonical splits (comma list), e.g. random")
     ap.add_argument("--report", action="store_true", help="only print the cost table from existing records")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from ..progress import progress_bar
 from ..runner.spec import RunSpec
 
 
@@ -81,8 +81,7 @@ def execute_sweep(specs: list[RunSpec], executor: str, options: dict[str, Any], 
     if result.skipped:
         console.print(f"skipping {len(result.skipped)} finished runs")
     if todo:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
+        with progress_bar(console=console) as progress:
             EXECUTORS.get(executor).run(todo, result, progress, options)
     console.print(f"done: {len(result.done)}, skipped: {len(result.skipped)}, failed: {len(result.failed)}, "
                   f"conflicts: {len(result.conflicts)}")

@@ -22,11 +22,10 @@ def _context(spec, kind: str) -> FeatureContext:
 
 
 def _compute(structures, ids, options):
-    from rich.progress import Progress
-
     from ..backends.deepmd.predict import pooled_descriptors
+    from ..progress import progress_bar
 
-    with Progress(transient=True) as bar:
+    with progress_bar(transient=True) as bar:
         task = bar.add_task("pretrained descriptors", total=len(ids))
         return pooled_descriptors(options["checkpoint"], options["head"], structures, list(ids),
                                   progress=lambda n: bar.advance(task, n))

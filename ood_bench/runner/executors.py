@@ -44,15 +44,9 @@ def step_progress(progress: Any, task: Any, spec: RunSpec) -> Callable[[str], No
     """A training-log line callback that moves a rich progress task to the backend's current step."""
     from ..backends import backend_for
     from ..models import MODELS
+    from ..progress import step_callback
 
-    parse = backend_for(MODELS.get(spec.key.model)).step_of
-
-    def on_line(line: str) -> None:
-        step = parse(line)
-        if step is not None:
-            progress.update(task, completed=step)
-
-    return on_line
+    return step_callback(progress, task, backend_for(MODELS.get(spec.key.model)).step_of)
 
 
 def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: dict[str, Any]) -> None:

@@ -32,6 +32,23 @@ class SplitMethod:
     batch_build: Callable[..., list] | None = None
 
 
+# Omee et al. 2024's five OFM-based OOD methods, in the order of the MFT paper's Table 4; the
+# published folds are imported as ``omee2024-<method>``, the official MatBench folds as ``random``.
+OOD_METHODS = ("LOCO", "SparseXcluster", "SparseXsingle", "SparseYcluster", "SparseYsingle")
+PUBLISHED_PREFIX = "omee2024-"
+
+
+def canonical_splits(dataset: str) -> list[tuple[str, str]]:
+    """(property, split file) of the benchmark's canonical splits: QM9 ``boom-<property>`` for every
+    property; MatBench the five published OOD methods and the official random folds."""
+    from ..datasets import get_spec
+
+    spec = get_spec(dataset)
+    if spec.kind == "molecules":
+        return [(t.name, f"boom-{t.name}") for t in spec.targets]
+    return [("", f"{PUBLISHED_PREFIX}{m}") for m in OOD_METHODS] + [("", "random")]
+
+
 SPLIT_METHODS: Registry[SplitMethod] = Registry("split method", "ood_bench.splits")
 
 

@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .methods import SPLIT_METHODS, SplitMethod, generator_block
+from .methods import OOD_METHODS, SPLIT_METHODS, SplitMethod, generator_block
 from .schema import Fold, SplitSet
 
 log = logging.getLogger(__name__)
 
-OOD_METHODS = ["LOCO", "SparseXsingle", "SparseXcluster", "SparseYsingle", "SparseYcluster"]
 
 
 @dataclass(frozen=True)

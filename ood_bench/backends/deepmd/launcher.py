@@ -48,17 +48,6 @@ def step_of(line: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def step_progress(progress: Any, task: Any) -> Callable[[str], None]:
-    """A ``dp_train`` line callback that moves a rich progress task to deepmd's current step."""
-
-    def on_line(line: str) -> None:
-        step = step_of(line)
-        if step is not None:
-            progress.update(task, completed=step)
-
-    return on_line
-
-
 def tail(path: Path, n: int = 15) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()

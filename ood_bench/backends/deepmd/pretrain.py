@@ -122,14 +122,6 @@ def multitask_input(aux: dict[str, dict[str, Any]], workdir: Path, cfg: Pretrain
     }
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True))
-
-
 def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = False) -> Path:
     """Build (or reuse) the stand-in checkpoint; returns its path."""
     out = stand_in_dir()
@@ -150,13 +142,14 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
     if work.exists():
         shutil.rmtree(work)
     t0 = time.time()
-    from .launcher import step_progress
+    from ...progress import progress_bar, step_callback
+    from .launcher import step_of
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         aux = build_aux_data(cfg, data_dir, out / "aux", progress)
         config = multitask_input(aux, work, cfg)
         task = progress.add_task(f"training the stand-in ({len(aux)} branches)", total=cfg.steps)
-        dp_train(config, work, [], label="oodbench pretrain", on_line=step_progress(progress, task))
+        dp_train(config, work, [], label="oodbench pretrain", on_line=step_callback(progress, task, step_of))
     shutil.copyfile(work / "model.ckpt.pt", ckpt)
     meta = {
         "stand_in": True,
