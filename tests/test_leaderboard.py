@@ -562,7 +562,7 @@ def test_leaderboard_code_has_no_model_or_strategy_name_tables():
     import re
 
     src = {p.name: p.read_text() for p in (REPO / "ood_bench" / "leaderboard").glob("*.py")}
-    for name in ("aggregate.py", "tables.py", "figures.py", "build.py"):
+    for name in ("aggregate.py", "tables.py", "figures.py", "build.py", "compare.py"):
         text = src[name]
         for banned in ("STRATEGY_NAMES", "STRATEGY_ORDER", "MODEL_NAMES", "fig2_order", "_metric_for"):
             assert banned not in text, (name, banned)
@@ -692,3 +692,172 @@ def test_plain_scalar_mu_runs_are_labelled_not_the_papers_head():
     legacy["training"] = {}
     assert head_note(legacy) == "property head, not the paper's spatial-extent head"
     assert head_note({**rec("mu", "property", "dipole-norm"), "config": {"backend": "sklearn"}}) == ""
+
+
+# ------------------------------------------------------------- strategy comparison and ablations
+
+
+def _cols(table: str, label: str) -> list[str]:
+    """Cells of the table row whose strategy/run column is exactly ``label``."""
+    for line in table.splitlines():
+        cols = [c.strip() for c in line.strip("|").split("|")]
+        if label in cols:
+            return cols
+    raise AssertionError(f"no row {label!r} in\n{table}")
+
+
+def test_strategy_roles_come_from_the_registry():
+    from ood_bench.leaderboard.compare import split_variant, strategy_roles
+
+    roles = strategy_roles()
+    assert (roles.reference, roles.fine_tune, roles.multi_task) == ("scratch", "ft", "mft")
+    assert roles.ablations == ("mft-freshhead", "mtl-scratch")  # MFT + WiSE-FT etc. are not ablations
+    opts = split_variant("tiny,alphas=0,0.5,1,aux=SPICE2,auxdata=ab12cd34,subset=3")
+    assert opts.context == ("tiny", "subset=3") and opts.params == ("alphas=0,0.5,1",)
+    assert opts.aux == ("aux=SPICE2", "auxdata=ab12cd34")
+
+
+def _comparison_records() -> list[dict]:
+    y = np.zeros(3)
+    recs = []
+    # QM9 gap: (strategy, variant, stand_in, seed, ID error, OOD error); constant errors: RMSE = the offset.
+    # Written out of order: the table follows the registry (Scratch, FT, MFT, WiSE-FT), unknown last.
+    for strategy, variant, stand_in, seed, e_id, e_ood in (
+            ("mft", "", True, 0, 0.0099, 0.0336), ("distill", "", True, 0, 0.0121, 0.0462),
+            ("wise-ft", "alphas=0,0.5", True, 0, 0.0110, 0.0420), ("ft", "", True, 0, 0.0088, 0.0378),
+            ("scratch", "", None, 0, 0.010, 0.040), ("scratch", "", None, 1, 0.012, 0.044)):
+        recs.append(qm9_record(seed, y, y + e_id, y, y + e_ood, strategy=strategy, preset="tiny", variant=variant,
+                               stand_in=stand_in))
+    # MatBench dielectric: LOCO (one test set: OOD) with the Random split as ID when the run has one.
+    for strategy, folds, err in (("scratch", 50, 0.8), ("ft", 50, 0.6), ("lp", 41, 0.7)):  # LP: 41/50 folds
+        recs += [make_record("matbench_dielectric", "omee2024-LOCO", f, "dpa3", strategy, 0,
+                             {"test": ([1.0], [1.0 + err])}, prop="n") for f in range(folds)]
+    recs += [make_record("matbench_dielectric", "random", f, "dpa3", "scratch", 0, {"test": ([1.0], [1.5])},
+                         prop="n") for f in range(5)]
+    return recs
+
+
+def test_strategy_comparison_numbers_computed_by_hand(cards):
+    from ood_bench.leaderboard.compare import comparison_layout, comparison_table
+
+    s = summary_of_records(_comparison_records())
+    groups = comparison_layout(s)
+    assert [(g.base.dataset, g.base.split) for g in groups] == [("matbench_dielectric", "omee2024-LOCO"),
+                                                                 ("qm9", "boom-gap")]
+    qm9 = groups[1]
+    # Scratch needs no checkpoint (no stand-in flag): it is the reference of the stand-in runs.
+    assert qm9.stand_in is True and qm9.label() == "DPA3 (tiny, stand-in pretrained, measured)"
+    assert [r.label for r in qm9.rows] == ["Scratch", "FT", "MFT", "WiSE-FT (alphas=0,0.5)", "distill"]
+    full = comparison_table(cards, s)
+    loco, table = full.split("| qm9")
+    # Scratch: ID mean (0.010 + 0.012) / 2 = 0.011, SE = population std 0.001 / sqrt(2) = 0.0007; OOD mean
+    # 0.042, SE 0.002 / sqrt(2) = 0.0014; OOD/ID 0.042 / 0.011 = 3.82.
+    # Against FT: (0.011 - 0.0088) / 0.0088 = +25 %, (0.042 - 0.0378) / 0.0378 = +11.1 %.
+    assert _cols(table, "Scratch")[6:] == ["0.0110 (0.0007)", "0.0420 (0.0014)", "3.82", "ref", "ref", "+25.0%",
+                                           "+11.1%", "2 seeds"]
+    # FT: (0.0088 - 0.011) / 0.011 = -20 %, (0.0378 - 0.042) / 0.042 = -10 %.
+    assert _cols(table, "FT")[6:] == ["0.0088", "0.0378", "4.30", "-20.0%", "-10.0%", "ref", "ref", "1 seed"]
+    # MFT: -10 % / -20 % against Scratch; +12.5 % / (0.0336 - 0.0378) / 0.0378 = -11.1 % against FT.
+    assert _cols(table, "MFT")[6:] == ["0.0099", "0.0336", "3.39", "-10.0%", "-20.0%", "+12.5%", "-11.1%", "1 seed"]
+    assert _cols(table, "WiSE-FT (alphas=0,0.5)")[9:11] == ["+0.0%", "+0.0%"]
+    assert _cols(table, "distill")[9:11] == ["+10.0%", "+10.0%"]  # unregistered: raw name, last
+    # MatBench LOCO: OOD = the LOCO test error, ID = the same run's Random split error (FT has none).
+    assert _cols(loco, "Scratch")[:6] == ["matbench_dielectric", "LOCO", "n", "DPA3 (measured)", "MAE", "Scratch"]
+    assert _cols(loco, "Scratch")[6:11] == ["0.5000", "0.8000", "1.60", "ref", "ref"]
+    assert _cols(loco, "FT")[6:11] == ["—", "0.6000", "—", "—", "-25.0%"]  # (0.6 - 0.8) / 0.8
+    assert [r.label for r in groups[0].rows] == ["Scratch", "LP", "FT"]
+
+
+def test_strategy_comparison_incomplete_cell_shows_no_number(cards):
+    from ood_bench.leaderboard.compare import comparison_table
+
+    table = comparison_table(cards, summary_of_records(_comparison_records())).split("| qm9")[0]
+    lp = _cols(table, "LP")
+    assert lp[6:] == ["—", "partial 41/50 folds, 1 seed", "—", "—", "partial", "—", "partial",
+                      "41/50 folds, 1 seed"]
+    assert _cols(table, "FT")[8:11] == ["—", "—", "-25.0%"]  # complete cells still compare
+    # A single strategy (or none) is no comparison.
+    assert comparison_table(cards, summary_of_records(_comparison_records()[-5:])) is None
+
+
+def _ablation_records() -> list[dict]:
+    """HOMO, LUMO, GAP as in the paper's Fig. 3(c-e); every run made with --aux-branch SPICE2, as
+    the README's command does (also Scratch and FT, whose auxiliary options mean nothing)."""
+    y = np.zeros(3)
+    spice, omat = "aux=SPICE2,auxdata=11111111", "aux=OMat24,auxdata=22222222"
+    runs = {  # (strategy, variant, stand_in): {property: (ID RMSE, OOD RMSE)}
+        ("mft", spice, True): {"homo": (0.010, 0.050), "lumo": (0.020, 0.060), "gap": (0.040, 0.080)},
+        ("mft-freshhead", spice, True): {"homo": (0.011, 0.050), "lumo": (0.020, 0.063), "gap": (0.042, 0.080)},
+        ("mtl-scratch", spice, None): {"homo": (0.013, 0.055), "gap": (0.052, 0.088)},
+        ("mft", omat, True): {"gap": (0.044, 0.096)},
+        ("ft", spice, True): {"homo": (0.010, 0.060), "lumo": (0.020, 0.072), "gap": (0.040, 0.096)},
+        ("scratch", spice, None): {"gap": (0.050, 0.100)},
+    }
+    return [qm9_record(0, y, y + e_id, y, y + e_ood, prop=prop, strategy=strategy, preset="tiny", variant=variant,
+                       stand_in=stand_in)
+            for (strategy, variant, stand_in), props in runs.items() for prop, (e_id, e_ood) in props.items()]
+
+
+def test_ablation_avg_rmse_increase_computed_by_hand():
+    from ood_bench.leaderboard.compare import ablation_layout, ablation_table
+
+    s = summary_of_records(_ablation_records())
+    (g,) = ablation_layout(s)
+    assert g.baseline == "MFT (aux=SPICE2, auxdata=11111111)"  # the aux set the other runs used
+    assert [(r.panel, r.label) for r in g.rows] == [
+        ("c", "FT"), ("d", "MFT (fresh FF head)"), ("d", "Multi-task scratch"),
+        ("e", "MFT (aux=OMat24, auxdata=22222222)")]
+    by = {r.label: r for r in g.rows}
+    # fresh head: ID (+10 % + 0 % + 5 %) / 3 = +5 %; OOD (0 % + 5 % + 0 %) / 3 = +1.67 %
+    assert by["MFT (fresh FF head)"].increase == pytest.approx({"ID": 5.0, "OOD": 5 / 3})
+    # multi-task scratch: +30 % ID and +10 % OOD on HOMO and GAP (no LUMO run: 2 properties)
+    assert by["Multi-task scratch"].increase == pytest.approx({"ID": 30.0, "OOD": 10.0})
+    assert by["FT"].increase == pytest.approx({"ID": 0.0, "OOD": 20.0})
+    # OMat24 instead of SPICE2, GAP only: (0.044 - 0.040) / 0.040, (0.096 - 0.080) / 0.080
+    assert by["MFT (aux=OMat24, auxdata=22222222)"].increase == pytest.approx({"ID": 10.0, "OOD": 20.0})
+    table = ablation_table(s)
+    assert _cols(table, "MFT (fresh FF head)")[3:] == ["(d) ablation", "MFT (fresh FF head)", "+5.0% (n=3)",
+                                                       "+1.7% (n=3)", "HOMO, LUMO, GAP"]
+    assert _cols(table, "Multi-task scratch")[5:] == ["+30.0% (n=2)", "+10.0% (n=2)", "HOMO, GAP"]
+    assert _cols(table, "MFT (aux=OMat24, auxdata=22222222)")[3:] == [
+        "(e) auxiliary task", "MFT (aux=OMat24, auxdata=22222222)", "+10.0% (n=1)", "+20.0% (n=1)", "GAP"]
+    assert _cols(table, "FT")[:3] == ["qm9", "DPA3 (tiny, stand-in pretrained, measured)",
+                                      "MFT (aux=SPICE2, auxdata=11111111)"]
+    # Without an ablation or a second auxiliary set there is no ablation table.
+    plain = [r for r in _ablation_records() if r["key"]["strategy"] in ("mft", "ft") and "OMat24" not in
+             r["key"]["variant"]]
+    assert ablation_layout(summary_of_records(plain)) == [] and ablation_table(summary_of_records(plain)) is None
+
+
+def test_ablation_incomplete_cell_shows_no_number():
+    from ood_bench.leaderboard.compare import ablation_table
+
+    recs = []
+    for strategy, loco_folds, e_rand, e_loco in (("mft", 50, 0.4, 0.5), ("mft-freshhead", 30, 0.5, 0.6)):
+        recs += [make_record("matbench_dielectric", "random", f, "dpa3", strategy, 0, {"test": ([1.0], [1.0 + e_rand])},
+                             prop="n") for f in range(5)]
+        recs += [make_record("matbench_dielectric", "omee2024-LOCO", f, "dpa3", strategy, 0,
+                             {"test": ([1.0], [1.0 + e_loco])}, prop="n") for f in range(loco_folds)]
+    row = _cols(ablation_table(summary_of_records(recs)), "MFT (fresh FF head)")
+    # ID: the Random split, (0.5 - 0.4) / 0.4; OOD: LOCO is 30/50 folds: no number
+    assert row[5:] == ["+25.0% (n=1)", "partial", "ID: Random"]
+
+
+def test_comparison_and_ablation_sections_in_the_leaderboard(tmp_path):
+    results = tmp_path / "results"
+    write(results, *_ablation_records())
+    out = build_leaderboard(results, splits_dir=tmp_path / "none", figures_dir=results / "figures")
+    md = out["markdown"].read_text()
+    contents = next(line for line in md.splitlines() if line.startswith("Contents:"))
+    assert ("[Strategy comparison](#strategy-comparison-fig-2a-c-quantities) · "
+            "[Ablations](#ablations-fig-3c-e-layout) · [Figures](#figures)") in contents
+    assert (md.index("## MatBench MAE") < md.index("## Strategy comparison (Fig. 2(a-c) quantities)")
+            < md.index("## Ablations (Fig. 3(c-e) layout)") < md.index("## Figures"))
+    assert [p.name for p in out["figures"] if p.name.startswith("ablation_")] == ["ablation_qm9_dpa3_tiny_stand-in.png"]
+    ablations = md.split("## Ablations (Fig. 3(c-e) layout)")[1].split("## Figures")[0]
+    assert "+5.0% (n=3)" in ablations and "(figures/ablation_qm9_dpa3_tiny_stand-in.png)" in ablations
+    # Nothing to compare: neither section, nor its entry in the contents.
+    other = tmp_path / "other"
+    write(other, qm9_record(0, np.zeros(3), np.zeros(3) + 0.1, np.zeros(3), np.zeros(3) + 0.2))
+    md = build_leaderboard(other, figures=False, splits_dir=tmp_path / "none")["markdown"].read_text()
+    assert "Strategy comparison" not in md and "Ablations" not in md and "↑RMSE" not in md

@@ -3,6 +3,8 @@
 - ``baselines``: load and validate the YAML cards under ``baselines/`` (published numbers).
 - ``aggregate``: records -> tidy frame -> per-cell mean, standard error over seeds, coverage.
 - ``tables``: the "Measured here" overview and markdown tables in the layouts of the paper's Tables 3 and 4.
+- ``compare``: strategy comparison (ID/OOD change against Scratch and FT, the paper's Fig. 2(a-c)) and
+  the ablation table (Avg. ↑RMSE against MFT, Fig. 3(c-e)); strategy roles from the registry.
 - ``figures``: PNG figures (matplotlib Agg canvas).
 - ``build``: :func:`build_leaderboard`, which ties them together.
 """

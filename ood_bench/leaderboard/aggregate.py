@@ -212,6 +212,13 @@ def measured_label(model: str, strategy: str, preset: str, stand_in: bool, cards
     """``DPA3-MFT (measured)``, ``DPA3-MFT (tiny, stand-in pretrained, measured)``: a measured run
     never shares a label with the paper's model. The preset is named unless it is the paper's or
     the model's only one; a variant other than the preset is named too."""
+    tags = measured_tags(model, preset, stand_in, train_fraction, variant)
+    return f"{run_name(model, strategy, cards)} ({', '.join(tags)})"
+
+
+def measured_tags(model: str, preset: str, stand_in: bool, train_fraction: float = 1.0,
+                  variant: str = "") -> list[str]:
+    """The bracketed tags of a measured label (``tiny``, ``stand-in pretrained``, ..., ``measured``)."""
     tags = []
     if not preset:
         tags.append("preset unknown")
@@ -224,7 +231,7 @@ def measured_label(model: str, strategy: str, preset: str, stand_in: bool, cards
     if train_fraction != 1.0:
         tags.append(f"train fraction {train_fraction:g}")
     tags.append("measured")
-    return f"{run_name(model, strategy, cards)} ({', '.join(tags)})"
+    return tags
 
 
 def default_fold_count(dataset: str, split: str) -> int | None:

@@ -17,11 +17,21 @@ import pandas as pd
 from ..errors import OodBenchError
 from ..io_utils import atomic_write_bytes
 from ..records import RecordProblem, load_records
-from .aggregate import Dropped, FoldCounter, dropped_structures, records_frame, strategy_rank, summarize
+from .aggregate import (
+    Dropped,
+    FoldCounter,
+    dropped_structures,
+    records_frame,
+    strategy_label,
+    strategy_rank,
+    summarize,
+)
 from .baselines import QM9, Card, load_cards, matbench_cards, qm9_cards
-from .figures import Figure, data_efficiency_figures, fold_error_figures, id_vs_ood_figures
+from .compare import RANDOM_SPLIT, ablation_layout, ablation_table, comparison_table, strategy_roles
+from .figures import Figure, ablation_figures, data_efficiency_figures, fold_error_figures, id_vs_ood_figures
 from .tables import (
     MARK,
+    MISSING,
     SPLIT_NOTES,
     matbench_table,
     measured_overview,
@@ -102,6 +112,7 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
         figs += id_vs_ood_figures(cards, summary, fig_dir)
         figs += fold_error_figures(frame, summary, cards, fig_dir)
         figs += data_efficiency_figures(frame, cards, fig_dir)
+        figs += ablation_figures(summary, fig_dir)
     text = render_markdown(cards, summary, frame, figs, problems, out_md, results,
                            dropped=dropped_structures(records))
     atomic_write_bytes(out_md, text.encode("utf-8"))
@@ -206,6 +217,8 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
     n_records = 0 if frame.empty else frame["path"].nunique()
     here = out_md.parent
     runs_rel = _rel(results / "runs", here)
+    extra = _comparison_sections(cards, summary, figs, here)
+    extra_contents = "".join(f" · [{title}](#{anchor})" for title, anchor, _ in extra)
     L: list[str] = [
         "# oodbench leaderboard",
         "",
@@ -216,7 +229,7 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
         "Contents: [Measured here](#measured-here) · [How to read this](#how-to-read-this) · "
         "[QM9 (Table 3 layout)](#qm9-boom-rmse-table-3-layout) · "
         "[QM9 OOD/ID gap](#qm9-oodid-gap-per-property) · [MatBench (Table 4 layout)](#matbench-mae-table-4-layout)"
-        " · [Figures](#figures)",
+        f"{extra_contents} · [Figures](#figures)",
         "",
     ]
     L += _measured_section(cards, summary, dropped or [], n_records, runs_rel)
@@ -272,6 +285,8 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
         L += ["## Other measured results", "",
               "Measured cells outside the two paper layouts: other splits (including the splits oodbench "
               "regenerates), other datasets, reduced training fractions. Same cell format as above.", "", other, ""]
+    for _, _, lines in extra:
+        L += lines
     L += ["## Figures", ""]
     if figs:
         for f in figs:
@@ -285,6 +300,49 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
         L += [f"- `{_rel(p.path, here)}`: {problem_text(p)}" for p in problems]
         L.append("")
     return "\n".join(L).rstrip() + "\n"
+
+
+def _comparison_sections(cards: list[Card], summary: pd.DataFrame, figs: list[Figure],
+                         here: Path) -> list[tuple[str, str, list[str]]]:
+    """(contents title, anchor, markdown lines) of the strategy comparison and the ablation
+    sections; a section with nothing to show is left out."""
+    roles = strategy_roles()
+    ref = strategy_label(roles.reference)
+    out = []
+    comparison = comparison_table(cards, summary, roles)
+    if comparison:
+        ft = strategy_label(roles.fine_tune) if roles.fine_tune else None
+        vs = f"{ref} (the reference strategy)" + (f" and against {ft}" if ft else "")
+        out.append(("Strategy comparison", "strategy-comparison-fig-2a-c-quantities", [
+            "## Strategy comparison (Fig. 2(a-c) quantities)", "",
+            "Every setup (dataset, split, model, preset, checkpoint, training fraction, other run options) with two "
+            "or more strategies measured, one row per strategy (non-default options in its name), in registered "
+            "order, on the dataset's headline metric (`mean (SE)`, as above). The change columns are the relative "
+            f"change of the ID and of the OOD error against {vs}, in %: negative = lower error = better (the paper's "
+            "Fig. 2(a-c) plots the same comparison as an improvement, positive = better). Splits with one test set "
+            f"(MatBench): its error is the OOD error and the same run's error on the `{RANDOM_SPLIT}` split is the ID "
+            "error (empty without one). Strategies that need no pretrained model are compared with the runs of "
+            "every checkpoint. Only complete cells give numbers; `partial` cells give none.", "", comparison, ""]))
+    groups = ablation_layout(summary, roles)
+    if groups:
+        mft = strategy_label(roles.multi_task) if roles.multi_task else ""
+        ft = strategy_label(roles.fine_tune) if roles.fine_tune else MISSING
+        names = {f.path.name: f for f in figs}
+        links = [f"- [{names[f'{g.stem}.png'].caption}]({_rel(names[f'{g.stem}.png'].path, here)})"
+                 for g in groups if f"{g.stem}.png" in names]
+        out.append(("Ablations", "ablations-fig-3c-e-layout", [
+            "## Ablations (Fig. 3(c-e) layout)", "",
+            f"Avg. ↑RMSE, as in the paper's Fig. 3(c-e): the mean, over the properties (QM9) or splits (MatBench) "
+            f"that the run and the baseline {mft} both have complete, of (RMSE - RMSE of the baseline) / RMSE of the "
+            f"baseline, in %, separately on the ID and OOD test sets (MatBench: ID = the `{RANDOM_SPLIT}` split, OOD "
+            f"= the other splits); positive = worse than {mft}, `n` = how many properties/splits it averages over "
+            f"(listed in the last column). Rows: (c) {ft} for reference, (d) each ablation (registered strategies "
+            f"that use auxiliary data besides {mft} and say they are an ablation), (e) {mft} with another auxiliary "
+            "branch or data set. Baseline: "
+            f"the {mft} run with the auxiliary options most other runs of the setup used (none named: the "
+            "checkpoint's default branch and data).", "", ablation_table(summary, roles, groups) or "", "",
+            *([*links, ""] if links else [])]))
+    return out
 
 
 def _missing_figure_notes(frame: pd.DataFrame, figs: list[Figure]) -> list[str]:

@@ -360,3 +360,39 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
         path = _save(fig, out / f"{stem}.png")
         figs.append(Figure(path, f"Data efficiency on {name}: error vs training-set size (cf. paper Fig. 3(a-b))"))
     return figs
+
+
+# ------------------------------------------------------------------------------------ ablations
+
+
+def ablation_figures(summary: pd.DataFrame, out: Path, groups=None) -> list[Figure]:
+    """One bar figure per ablation setup (like Fig. 3(c-e)): each row's Avg. ↑RMSE relative to the
+    baseline MFT, ID and OOD bars side by side (rows without a number on either set are left out)."""
+    from .compare import PANELS, ablation_layout
+
+    figs: list[Figure] = []
+    for g in ablation_layout(summary) if groups is None else groups:
+        rows = [r for r in g.rows if any(r.increase.get(k) is not None for k in ("ID", "OOD"))]
+        if not rows:
+            continue
+        fig, axes = _new_figure(1, 1, w=max(4.5, 1.5 * len(rows) + 1.5), h=3.6)
+        ax = axes[0, 0]
+        x = np.arange(len(rows))
+        for dx, role, color in ((-0.2, "ID", "#4c72b0"), (0.2, "OOD", "#dd8452")):
+            ys = [np.nan if r.increase.get(role) is None else r.increase[role] for r in rows]
+            bars = ax.bar(x + dx, ys, 0.4, label=role, color=color)
+            for b, r in zip(bars, rows, strict=True):
+                if r.increase.get(role) is not None:
+                    ax.annotate(f"{r.increase[role]:+.1f}%\n(n={len(r.over[role])})", (b.get_x() + 0.2, b.get_height()),
+                                ha="center", va="bottom" if b.get_height() >= 0 else "top", fontsize=6)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.margins(y=0.2)  # room for the value labels
+        ax.set_xticks(x, [f"{PANELS[r.panel].split()[0]} {r.label}" for r in rows], fontsize=7, rotation=15,
+                      ha="right")
+        ax.set_ylabel(f"Avg. ↑RMSE vs {g.baseline} (%)")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{g.dataset}, {g.label()}", fontsize=8)
+        path = _save(fig, out / f"{g.stem}.png")
+        figs.append(Figure(path, f"{g.dataset}, {g.label()}: Avg. ↑RMSE relative to {g.baseline}, ID and OOD "
+                                 "(cf. paper Fig. 3(c-e))"))
+    return figs

@@ -44,6 +44,9 @@ class Strategy:
     uses_aux: bool = False
     # The strategy others are measured against (the paper's Fig. 2: improvement over Scratch).
     reference: bool = False
+    # What a comparison table does with it: "fine-tune" (the paper's plain FT, the second
+    # reference of Fig. 2), "multi-task" (MFT, the ablations' baseline), "ablation" (Fig. 3(c-e)), or None.
+    role: str | None = None
     params: dict[str, Param] = field(default_factory=dict)
 
     def supports(self, backend: str) -> bool:

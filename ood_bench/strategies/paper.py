@@ -10,7 +10,7 @@ STRATEGIES.add("lp", Strategy(
     order=1, backends=("deepmd", "sklearn"), needs_pretrained=True))
 STRATEGIES.add("ft", Strategy(
     "ft", "FT", "pretrained backbone + new property head, all parameters trained", order=2,
-    backends=("deepmd",), needs_pretrained=True))
+    backends=("deepmd",), needs_pretrained=True, role="fine-tune"))
 STRATEGIES.add("mft", Strategy(
     "mft", "MFT", "pretrained backbone + new property head + inherited force-field head on auxiliary data",
-    order=3, backends=("deepmd",), needs_pretrained=True, uses_aux=True))
+    order=3, backends=("deepmd",), needs_pretrained=True, uses_aux=True, role="multi-task"))
