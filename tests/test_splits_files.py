@@ -121,36 +121,102 @@ def test_ids_exist_and_checksum_matches(dataset):
         assert s.dataset_sha256 == ds.sha256, f"{name} was made from different data"
 
 
-# mu, r2 and zpve have 50-130k distinct values (minutes of KDE); these five take ~10 s together.
-@fulldata
-@pytest.mark.fulldata
-@pytest.mark.parametrize("prop", ["alpha", "homo", "lumo", "gap", "Cv"])
-def test_boom_ood_is_the_lowest_density_tail(prop):
-    from ood_bench.splits.boom import kde_log_density
+def _numpy_introselect(values: np.ndarray, n: int) -> np.ndarray:
+    """Sorted ``np.argpartition(values, n)[:n]`` as numpy runs it without SIMD dispatch (its introselect,
+    what numpy < 2.0 returns on every CPU), in a fresh interpreter with NPY_DISABLE_CPU_FEATURES."""
+    import subprocess
+    import sys
+    import tempfile
 
-    ds = _dataset("qm9")
-    table = ds.table.sort_index()
-    ld = kde_log_density(table[prop].to_numpy(), boundary_rank=10_000)
-    f = _load("qm9", f"boom-{prop}").fold(0)
-    is_ood = table.index.isin(f.tests["ood_test"])
-    assert is_ood.sum() == 10_000
-    assert ld[is_ood].max() <= ld[~is_ood].min()
-    # tie rule: among molecules with the boundary density, the OOD ones have the lowest gdb indices
-    boundary = ld[is_ood].max()
-    tied = np.nonzero(ld == boundary)[0]
-    n_in = int(is_ood[tied].sum())
-    assert is_ood[tied[:n_in]].all()
-    # the OOD molecules are in the tails: none between the 20th and 80th percentile
-    vals = table[prop].to_numpy()
-    lo, hi = np.percentile(vals, [20, 80])
-    assert not np.any((vals[is_ood] > lo) & (vals[is_ood] < hi))
-    # ID: random.seed(42), one draw per non-OOD molecule in gdb order
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2.0 has no SIMD argpartition
+        return np.sort(np.argpartition(values, n)[:n])
+    off = " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))
+    code = ("import sys, numpy as np\n"
+            "d = np.load(sys.argv[1])\n"
+            "np.save(sys.argv[1], np.sort(np.argpartition(d, int(sys.argv[2]))[:int(sys.argv[2])]))\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "d.npy")
+        np.save(path, np.asarray(values, dtype=np.float64))
+        subprocess.run([sys.executable, "-c", code, path, str(n)], check=True,
+                       env={**os.environ, "NPY_DISABLE_CPU_FEATURES": off})
+        return np.load(path)
+
+
+def _boom_walk(ids, is_ood, p: float) -> list[int]:
     import random
 
-    rnd = random.Random(42)
+    rnd = random.Random(42)  # = random.seed(42) then random.random(), as BOOM does
+    return [int(i) for i, o in zip(ids, is_ood, strict=True) if not o and rnd.random() < p]
+
+
+@pytest.mark.parametrize("variant", ["boom", "boom10pct"])
+@pytest.mark.parametrize("prop", QM9_PROPS)
+def test_boom_files_are_split_version_2(prop, variant):
+    s = _load("qm9", f"{variant}-{prop}")
+    assert s.generator["split_version"] == 2
+    assert s.generator["params"]["tie_order"] == "introselect"
+    d = s.provenance["density"]
+    assert d["tie_order"] == "introselect" and "introselect" in d["tie_rule"]
+    assert d["selection"] == f"np.argpartition(np.exp(score), {d['n_ood']})[:{d['n_ood']}]"
+    assert set(d["computed_with"]) == {"numpy", "scikit-learn"}
+    assert d["computed_with"]["numpy"] == s.generator["versions"]["numpy"]
+    assert d["exp_strictly_increasing"] and d["exp_density_underflow"] == 0
+    assert d["below_boundary"] + d["tied_at_boundary_in_ood"] == d["n_ood"] == len(s.fold(0).tests["ood_test"])
+    assert d["max_ood_log_density"] <= d["min_non_ood_log_density"]
+
+
+@fulldata
+@pytest.mark.fulldata
+def test_qm9_table_is_boom_array():
+    """BOOM keys molecules by SMILES (a dict, insertion order): with no SMILES shared by two molecules
+    its array is every molecule once, in file (gdb) order."""
+    import pandas as pd
+
+    t = pd.read_csv(_full_data() / "qm9" / "qm9_properties_133885.csv.gz", usecols=["gdb_index", "smiles"])
+    assert len(t) == N["qm9"] and not t["smiles"].duplicated().any()
+    assert t["gdb_index"].tolist() == list(range(1, N["qm9"] + 1))
+
+
+@fulldata
+@pytest.mark.fulldata
+@pytest.mark.parametrize("variant,p", [("boom", 0.05), ("boom10pct", 0.10)])
+@pytest.mark.parametrize("prop", QM9_PROPS)
+def test_boom_id_test_is_boom_walk(prop, variant, p):
+    table = _dataset("qm9").table.sort_index()
+    f = _load("qm9", f"{variant}-{prop}").fold(0)
+    is_ood = table.index.isin(f.tests["ood_test"])
+    assert is_ood.sum() == len(f.tests["ood_test"])
+    assert f.tests["id_test"] == _boom_walk(table.index.to_numpy(), is_ood, p)
+    if variant == "boom":  # the OOD molecules are in the tails: none between the 20th and 80th percentile
+        vals = table[prop].to_numpy()
+        lo, hi = np.percentile(vals, [20, 80])
+        assert not np.any((vals[is_ood] > lo) & (vals[is_ood] < hi))
+
+
+# gap (2,705 distinct values, ~12 s of score_samples); mu, r2, zpve take minutes each.
+@fulldata
+@pytest.mark.fulldata
+def test_boom_gap_ood_is_boom_code():
+    """The committed boom-gap / boom10pct-gap OOD sets equal a fresh run of BOOM's lines, computed here
+    without ood_bench: ``score_samples`` of scikit-learn (once per distinct value: a point's score
+    depends on that point only) and ``np.argpartition(np.exp(score), n)[:n]`` as numpy's introselect."""
+    from sklearn.neighbors import KernelDensity
+
+    table = _dataset("qm9").table.sort_index()
+    X = np.array(list(table["gap"].to_numpy())).reshape(-1, 1).astype(np.float64)
+    kde = KernelDensity(kernel="gaussian", bandwidth="scott").fit(X)
+    uniq, inverse = np.unique(X[:, 0], return_inverse=True)
+    score = kde.score_samples(uniq.reshape(-1, 1))[inverse.reshape(-1)]
     ids = table.index.to_numpy()
-    expected = [int(i) for i, o in zip(ids, is_ood, strict=True) if not o and rnd.random() < 0.05]
-    assert f.tests["id_test"] == expected
+    for variant, n, p in [("boom", 10_000, 0.05), ("boom10pct", 13_388, 0.10)]:
+        rows = _numpy_introselect(np.exp(score), n)
+        f = _load("qm9", f"{variant}-gap").fold(0)
+        assert f.tests["ood_test"] == [int(i) for i in ids[rows]], variant
+        is_ood = np.zeros(len(ids), dtype=bool)
+        is_ood[rows] = True
+        assert f.tests["id_test"] == _boom_walk(ids, is_ood, p), variant
 
 
 @fulldata
