@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ood_bench.analysis import labels as lab
-from ood_bench.analysis.metrics import davies_bouldin, db_index_2d, tsne_2d, wasserstein1
+from ood_bench.analysis.metrics import db_index_2d, tsne_2d, wasserstein1
 from ood_bench.errors import UsageError
 
 # --- labels (no model) ------------------------------------------------------------------------
@@ -91,7 +91,18 @@ def test_db_index_separates_and_repeats():
     assert np.array_equal(tsne_2d(pts, 3), tsne_2d(pts, 3))
     mixed = db_index_2d(rng.normal(size=(160, 10)), labels, seed=0)
     assert db < mixed
-    assert davies_bouldin(tsne_2d(pts, 0), labels) == db
+    # db is the Davies-Bouldin index of the seed's sklearn t-SNE map, both computed here by hand
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        emb = TSNE(n_components=2, perplexity=30.0, init="pca", random_state=0).fit_transform(pts)
+    np.testing.assert_allclose(tsne_2d(pts, 0), emb, rtol=0, atol=1e-9)
+    cent = np.array([emb[labels == k].mean(axis=0) for k in range(4)])
+    scatter = np.array([np.linalg.norm(emb[labels == k] - cent[k], axis=1).mean() for k in range(4)])
+    ratios = [max((scatter[i] + scatter[j]) / np.linalg.norm(cent[i] - cent[j]) for j in range(4) if j != i)
+              for i in range(4)]
+    assert db == pytest.approx(np.mean(ratios), rel=1e-9)
 
 
 def test_selector_parsing():
@@ -260,7 +271,7 @@ def test_identical_model_has_no_drift_and_db_ratio_one(collapse_out):
 
 
 @pytest.mark.slow
-def test_perturbed_model_drifts(collapse_out):
+def test_perturbed_model_drifts(models, collapse_out):
     _, body = collapse_out
     runs = _runs_by_label(body)
     for v in runs["Perturbed"]["w1"].values():
@@ -268,7 +279,13 @@ def test_perturbed_model_drifts(collapse_out):
     assert runs["Perturbed"]["db_ratio_node"] != 1.0
     # the scratch run is compared with the same pretrained model, and says so
     assert runs["Scratch"]["w1"] == runs["Perturbed"]["w1"]
-    assert any("scratch" in n for n in runs["Scratch"]["notes"])
+    g0 = body["groups"][0]
+    assert len(body["groups"]) == 1 and [r["strategy_label"] for r in g0["runs"]] == ["Scratch", "Identical",
+                                                                                     "Perturbed"]
+    assert g0["pretrained"]["sha256"] == models["stand_in"].sha256
+    assert runs["Scratch"]["notes"] == ["scratch: compared with the pretrained model of the other runs "
+                                        "(never initialised from it)"]
+    assert runs["Perturbed"]["notes"] == [] and runs["Identical"]["notes"] == []
     g = body["groups"][0]
     assert g["n_node_points"] > 100 and g["n_edge_points"] > 100
     assert {"C4", "H1", "O2"} <= set(g["node_classes"]) and max(g["node_classes"].values()) <= 40
@@ -356,3 +373,104 @@ def test_help_has_examples():
     for args in (["analyze", "--help"], ["analyze", "collapse", "--help"]):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 0 and "Example:" in res.output and "oodbench analyze collapse" in res.output
+
+
+# --- the model file must be the one the run saved ---------------------------------------------
+
+
+def _record_with_model(root: Path, name: str, content: bytes, saved: bytes | None, strategy: str = "ft") -> dict:
+    """A record whose model.pt holds ``content`` and which names the sha256 of ``saved`` (None: a
+    legacy record without the hash)."""
+    import hashlib
+
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "model.pt").write_bytes(content)
+    training = {"model_file": "model.pt", "eval_head": None}
+    if saved is not None:
+        training["model_sha256"] = hashlib.sha256(saved).hexdigest()
+    return {"key": {"dataset": "qm9", "split": "toy-gap", "fold": "0", "model": "dpa3", "strategy": strategy,
+                    "seed": 0, "train_fraction": 1.0, "property": "gap"},
+            "_path": str(d / "record.json.gz"), "pretrained": None, "config": {}, "data": {}, "training": training}
+
+
+class _Collect:
+    """A Reporter that keeps what it is told."""
+
+    def __init__(self):
+        from ood_bench.analysis.collapse import Reporter
+
+        self.base, self.warnings, self.notes = Reporter(), [], []
+
+    def task(self, description, total):
+        return self.base.task(description, total)
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def test_swapped_or_missing_model_file_is_refused_before_any_computation(tmp_path, monkeypatch):
+    from ood_bench.analysis import collapse
+    from ood_bench.errors import OodBenchError
+
+    def no_computation(*a, **k):
+        raise AssertionError("computed before checking the model files")
+
+    monkeypatch.setattr(collapse, "plan_groups", no_computation)
+    monkeypatch.setattr(collapse, "analyze_group", no_computation)
+    good = _record_with_model(tmp_path, "good", b"the saved model", b"the saved model")
+    swapped = _record_with_model(tmp_path, "swapped", b"another model", b"the saved model")
+    for recs in ([good, swapped], [swapped, good]):
+        with pytest.raises(OodBenchError) as exc:
+            collapse.run_collapse(recs, tmp_path / "out")
+        msg = str(exc.value)
+        assert "\n" not in msg and swapped["_path"] in msg and "--force" in msg and "sha256" in msg
+    missing = _record_with_model(tmp_path, "missing", b"x", b"x")
+    (tmp_path / "missing" / "model.pt").unlink()
+    with pytest.raises(OodBenchError) as exc:
+        collapse.run_collapse([good, missing], tmp_path / "out")
+    msg = str(exc.value)
+    assert "\n" not in msg and missing["_path"] in msg and "missing" in msg and "--force" in msg
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_swapped_model(mft_results, fixture_data, toy_splits, tmp_path, capsys):
+    """Real records carry the sha256 of their model.pt: replace the FT run's model with the MFT
+    run's and `oodbench analyze collapse` says so in one line, exit 1, before writing anything."""
+    from ood_bench.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(mft_results, results, ignore=shutil.ignore_patterns("analysis"))
+    models_ = {p.parent.parent.name: p for p in (results / "runs").rglob("model.pt")}
+    ft_model = next(p for name, p in models_.items() if name.endswith("-ft"))
+    mft_model = next(p for name, p in models_.items() if name.endswith("-mft"))
+    shutil.copyfile(mft_model, ft_model)
+    capsys.readouterr()
+    rc = main(["analyze", "collapse", "--results-dir", str(results), "--max-per-class", "25", "--w1-samples", "100",
+               "--data-dir", str(fixture_data), "--splits-dir", str(toy_splits), "--no-figures"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert err[-1].startswith("oodbench: error: record ") and str(ft_model.parent) in err[-1]
+    assert "--force" in err[-1] and "sha256" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    assert not (results / "analysis" / "collapse.json").exists()
+    assert not [ln for ln in err if "warning" in ln]  # these records name their hash: nothing unverified
+
+
+def test_legacy_record_without_hash_is_a_warning_not_a_refusal(tmp_path):
+    from ood_bench.analysis.collapse import check_model_files, run_collapse
+    from ood_bench.errors import OodBenchError
+
+    legacy = _record_with_model(tmp_path, "legacy", b"an old model", None, strategy="scratch")
+    assert len(check_model_files([legacy])) == 1
+    rep = _Collect()
+    # it gets past the check (a warning) and stops only because a lone scratch run has no
+    # pretrained model to compare with
+    with pytest.raises(OodBenchError, match="no analysable runs"):
+        run_collapse([legacy], tmp_path / "out", reporter=rep)
+    assert len(rep.warnings) == 1 and legacy["_path"] in rep.warnings[0] and "model_sha256" in rep.warnings[0]
+    assert any("no run in the selection names a pretrained model" in n for n in rep.notes)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ood_bench.io_utils import read_json
 from ood_bench.records import RECORD_NAME
 
 pytestmark = pytest.mark.slow
@@ -87,8 +88,85 @@ def test_killed_driver_rerun_completes_without_duplicates(dispatch_env):
     assert res.returncode == 0, res.stderr[-2000:]
     recs = records(results)
     assert len(recs) == 2
-    keys = [json.loads(p.read_text())["key"] for p in recs]
+    keys = [read_json(p)["key"] for p in recs]  # records are gzip JSON (record.json.gz)
     assert len({json.dumps(k, sort_keys=True) for k in keys}) == 2
     assert not list((results / "dispatch").rglob(RECORD_NAME)), "no stray copies left behind"
     again = cli(dispatch_env["args"], env)
     assert again.returncode == 0 and "skipping 2 finished runs" in again.stderr
+
+
+# --- dpdispatcher itself failing: one line for the sweep, nothing queued ------------------------
+
+REFUSED_SSH = {"batch_type": "Shell", "context_type": "SSHContext", "local_root": "./", "remote_root": "/tmp/oodbench",
+               "remote_profile": {"hostname": "127.0.0.1", "port": 1, "username": "oodbench", "timeout": 2}}
+
+
+@pytest.fixture()
+def dummy_dispatch(toy_splits, fixture_data, tmp_path):
+    resources = tmp_path / "resources.json"
+    resources.write_text(json.dumps({"number_node": 1, "cpu_per_node": 1, "gpu_per_node": 0, "queue_name": "",
+                                     "group_size": 1}))
+    results = tmp_path / "results"
+    args = ["run", "--model", "dummy", "--dataset", "matbench_dielectric", "--split", "toy", "--folds", "0,1",
+            "--data-dir", str(fixture_data), "--splits-dir", str(toy_splits), "--results-dir", str(results),
+            "--executor", "dpdispatcher", "--resources", str(resources), "--check-interval", "1"]
+    return {"args": args, "results": results, "resources": resources, "tmp": tmp_path}
+
+
+@pytest.mark.parametrize("machine, expected", [
+    ({"batch_type": "Slurmx", "context_type": "LocalContext", "local_root": "./", "remote_root": "/tmp/oodbench"},
+     "unknown batch_type 'Slurmx'"),
+    ({"batch_type": "Shell", "context_type": "NoSuchContext", "local_root": "./"}, "NoSuchContext"),
+    (REFUSED_SSH, "ConnectionRefusedError"),
+], ids=["batch_type", "context_type", "ssh-refused"])
+def test_bad_machine_is_one_line_and_queues_nothing(dummy_dispatch, machine, expected):
+    machine_file = dummy_dispatch["tmp"] / "machine.json"
+    machine_file.write_text(json.dumps(machine))
+    t0 = time.time()
+    res = cli([*dummy_dispatch["args"], "--machine", str(machine_file)], dict(os.environ), cwd=dummy_dispatch["tmp"])
+    err = res.stderr.strip()
+    assert res.returncode != 0
+    assert err.startswith("oodbench: error:") and "\n" not in err and expected in err, res.stderr
+    assert str(machine_file) in err or "machine" in err
+    assert "Traceback" not in res.stdout + res.stderr and "no log" not in err
+    assert time.time() - t0 < 60
+    results = dummy_dispatch["results"]
+    assert not records(results)
+    assert not (results / "dispatch").exists(), "nothing queued"
+
+
+def test_bad_resources_is_one_line(dummy_dispatch):
+    machine_file = dummy_dispatch["tmp"] / "machine.json"
+    machine_file.write_text(json.dumps({"batch_type": "Shell", "context_type": "LocalContext", "local_root": "./",
+                                        "remote_root": str(dummy_dispatch["tmp"] / "remote")}))
+    dummy_dispatch["resources"].write_text(json.dumps({"number_node": "one", "cpu_per_node": 1, "group_size": 1}))
+    res = cli([*dummy_dispatch["args"], "--machine", str(machine_file)], dict(os.environ), cwd=dummy_dispatch["tmp"])
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "\n" not in err and "--resources" in err and "number_node" in err, res.stderr
+    assert not (dummy_dispatch["results"] / "dispatch").exists()
+
+
+def test_dpdispatcher_failing_mid_sweep_is_one_line_for_the_sweep(dummy_dispatch, toy_splits, fixture_data,
+                                                                  monkeypatch, capsys):
+    """An exception out of run_submission (here authentication, as paramiko raises it) is the
+    sweep's one error with its type and message, not every task 'failed after retries (no log)'."""
+    import dpdispatcher
+    import paramiko
+
+    from ood_bench.cli import main
+
+    def refuse(self, **kw):
+        raise paramiko.AuthenticationException("Authentication failed.")
+
+    monkeypatch.setattr(dpdispatcher.Submission, "run_submission", refuse)
+    monkeypatch.chdir(dummy_dispatch["tmp"])
+    machine_file = dummy_dispatch["tmp"] / "machine.json"
+    machine_file.write_text(json.dumps({"batch_type": "Shell", "context_type": "LocalContext", "local_root": "./",
+                                        "remote_root": str(dummy_dispatch["tmp"] / "remote")}))
+    capsys.readouterr()
+    rc = main([*dummy_dispatch["args"], "--machine", str(machine_file)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 1
+    assert err == [err[-1]] and err[-1].startswith("oodbench: error: dpdispatcher stopped the sweep")
+    assert "AuthenticationException: Authentication failed." in err[-1] and "0 of 2 runs" in err[-1]
+    assert not records(dummy_dispatch["results"])

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from ood_bench.errors import OodBenchError, UsageError
-from ood_bench.evaluate import evaluate_sets
 from ood_bench.io_utils import read_json
 from ood_bench.records import RunKey, record_path, validate_record
 from ood_bench.runner.execute import execute, prepare
@@ -53,24 +52,35 @@ def runs(env, tmp_path_factory):
 
 @pytest.mark.parametrize("dataset", list(CASES))
 @pytest.mark.parametrize("strategy", ["scratch", "lp", "ft", "mft"])
-def test_every_strategy_writes_a_valid_record(runs, dataset, strategy):
+def test_every_strategy_writes_a_valid_record(runs, env, dataset, strategy):
     rec = runs[dataset, strategy]
     assert validate_record(rec) == []
     assert list(rec["predictions"]) == CASES[dataset][2]
     for block in rec["predictions"].values():
         assert len(block["id"]) == len(block["y_true"]) == len(block["y_pred"]) > 0
         assert np.isfinite(block["y_pred"]).all()
-    # metrics recomputed from the saved predictions equal the record's
-    again = evaluate_sets(rec["predictions"])
-    for name, m in again.items():
-        for metric in ("mae", "rmse", "r2", "max_error"):
-            assert np.isclose(m[metric], rec["metrics"][name][metric], equal_nan=True)
+    # the record's metrics equal the textbook formulas on its saved predictions (computed here,
+    # not by ood_bench.evaluate, so a wrong formula or a metric of other predictions fails)
+    assert set(rec["metrics"]) == set(rec["predictions"])
+    for name, block in rec["predictions"].items():
+        t, p = np.asarray(block["y_true"], float), np.asarray(block["y_pred"], float)
+        m = rec["metrics"][name]
+        assert m["n"] == len(t)
+        assert m["mae"] == pytest.approx(np.abs(p - t).mean(), rel=1e-9)
+        assert m["rmse"] == pytest.approx(np.sqrt(((p - t) ** 2).mean()), rel=1e-9)
+        assert m["max_error"] == pytest.approx(np.abs(p - t).max(), rel=1e-9)
+        assert m["r2"] == pytest.approx(1 - ((p - t) ** 2).sum() / ((t - t.mean()) ** 2).sum(), rel=1e-9)
     assert rec["config"]["deepmd_input"] and rec["versions"]["deepmd-kit"].startswith("3.2")
     assert rec["data"]["split_sha256"] and rec["data"]["dataset_sha256"]
     assert rec["training"]["learning_curve"], "lcurve parsed"
     assert (rec["pretrained"] is None) == (strategy == "scratch")
     if strategy == "mft":
-        assert rec["aux"]["branch"] in rec["pretrained"]["branch"]
+        # the branch the stand-in declares for this kind of data, recorded in both places, and a
+        # branch of the multi-task deepmd input
+        kind = "molecules" if dataset == "qm9" else "crystals"
+        expected = env["stand_in"].meta["aux_branch_for"][kind]
+        assert rec["aux"]["branch"] == rec["pretrained"]["branch"] == expected
+        assert expected in rec["config"]["deepmd_input"]["model"]["model_dict"]
         assert "model_dict" in rec["config"]["deepmd_input"]["model"]
     assert _model_path(rec).exists()
 
@@ -144,7 +154,9 @@ def test_mft_inherited_head_beats_a_fresh_head(env, tmp_path):
     spec = spec_for("qm9", "mft", env, tmp_path / "inherited", steps=1, learning_rate=1e-12, keep_work=True)
     rec = _record(execute(spec))
     branch = rec["aux"]["branch"]
-    systems = [Path(s) for s in rec["aux"]["systems"]]
+    # records keep portable paths ("$OODBENCH_CACHE_DIR/..."): this machine's path back
+    systems = [Path(os.path.expanduser(os.path.expandvars(s))) for s in rec["aux"]["systems"]]
+    assert all(s.is_dir() for s in systems), systems
 
     # the same MFT input, but the force-field head starts fresh instead of inherited
     from ood_bench.runner.execute import work_dir

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ood_bench.errors import CorruptFileError, DataMissingError
+from ood_bench.errors import CorruptFileError, DataMissingError, UsageError
 from ood_bench.splits import load_split, load_split_file, save_split
-from ood_bench.splits.boom import BoomParams, boom_assign, build_boom, kde_log_density
+from ood_bench.splits.boom import BoomParams, boom_assign, boom_log_density, boom_select, build_boom
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "data"
 
@@ -44,28 +44,130 @@ def _assert_disjoint_covering(split, all_ids, covering=True):
 
 # ---------------------------------------------------------------- BOOM (QM9)
 
-def test_kde_log_density_matches_sklearn():
+def _numpy_introselect(values: np.ndarray, n: int) -> np.ndarray:
+    """Sorted ``np.argpartition(values, n)[:n]`` exactly as numpy runs it without SIMD dispatch (its
+    introselect: what every numpy < 2.0 returns on every CPU), computed in a fresh interpreter with
+    numpy's own switch NPY_DISABLE_CPU_FEATURES; not through ood_bench."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2.0 has no SIMD argpartition
+        return np.sort(np.argpartition(values, n)[:n])
+    off = " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))
+    code = ("import sys, numpy as np\n"
+            "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
+            "assert not any(f.get(k) for k in sys.argv[3].split()), 'SIMD still on'\n"
+            "d = np.load(sys.argv[1])\n"
+            "np.save(sys.argv[1], np.sort(np.argpartition(d, int(sys.argv[2]))[:int(sys.argv[2])]))\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "d.npy")
+        np.save(path, np.asarray(values, dtype=np.float64))
+        subprocess.run([sys.executable, "-c", code, path, str(n), off], check=True,
+                       env={**os.environ, "NPY_DISABLE_CPU_FEATURES": off})
+        return np.load(path)
+
+
+def _boom_literal(values: np.ndarray, n_ood: int, ood_indices: np.ndarray | None = None):
+    """BOOM's prepare_splits_qm9 loop, transcribed (FLASK-LLNL/BOOM @ 2bb1d83): returns (OOD rows, ID rows).
+    ``ood_indices`` defaults to the plain ``np.argpartition`` call as this process runs it."""
     from sklearn.neighbors import KernelDensity
 
-    v = _ds("qm9").table["gap"].to_numpy()
-    ours = kde_log_density(v)
+    state = random.getstate()
+    random.seed(42)
+    property_values = np.array(list(values)).reshape(-1, 1).astype(np.float64)
+    property_kde_scores = KernelDensity(kernel="gaussian", bandwidth="scott").fit(
+        property_values).score_samples(property_values)
+    if ood_indices is None:
+        ood_indices = np.argpartition(np.exp(property_kde_scores), n_ood)[0:n_ood]
+    ood, iid = [], []
+    for counter in range(len(property_values)):
+        if counter in ood_indices:
+            ood.append(counter)
+        elif random.random() < 0.05:
+            iid.append(counter)
+    random.setstate(state)
+    return ood, iid, property_kde_scores
+
+
+def _tied_values(n=1500, seed=3):
+    """Like QM9's few significant digits: many molecules share a value, hence a density (here 13
+    share the density at the n=150 boundary, 7 of them enter OOD)."""
+    rng = np.random.default_rng(seed)
+    return np.round(np.concatenate([rng.normal(0, 1, n - n // 5), rng.normal(4, 0.5, n // 5)]), 1)
+
+
+def test_boom_density_is_sklearn_score_samples_bit_for_bit():
+    from sklearn.neighbors import KernelDensity
+
+    for v in (_ds("qm9").table["gap"].to_numpy(), _tied_values()):
+        X = v.reshape(-1, 1)
+        ref = KernelDensity(kernel="gaussian", bandwidth="scott").fit(X).score_samples(X)
+        assert np.array_equal(boom_log_density(v), ref)  # exact, not allclose
+    # the parallel path (distinct values split over processes) gives the same bits
+    from ood_bench.splits import boom
+
+    boom._DENSITY_CACHE.clear()
+    v = np.random.default_rng(0).normal(0, 1, 4500)
     ref = KernelDensity(kernel="gaussian", bandwidth="scott").fit(v.reshape(-1, 1)).score_samples(v.reshape(-1, 1))
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-10)
+    assert np.array_equal(boom_log_density(v + 0.0, n_jobs=2), ref)
+
+
+def test_boom_select_is_numpy_introselect_on_ties():
+    # 8 zeros and 8 ones: n=10 takes the zeros and 2 of the ones; which 2 is the selection algorithm's
+    # choice. numpy 1.24.4 (BOOM's environment) returns these; numpy >= 2.0 on AVX-512 returns 13, 18.
+    d = ((np.arange(40) * 7) % 5).astype(np.float64)
+    assert boom_select(d, 10).tolist() == [0, 5, 10, 15, 18, 20, 25, 28, 30, 35]
+    # a BOOM-like density with ties at the boundary: exactly np.argpartition(score, n)[:n]
+    score = np.exp(boom_log_density(_tied_values()))
+    n = 150
+    kth = np.sort(score)[n - 1]
+    below, tied = np.nonzero(score < kth)[0], np.nonzero(score == kth)[0]
+    assert len(below) < n < len(below) + len(tied)  # the boundary splits a group of tied molecules
+    assert np.array_equal(boom_select(score, n), _numpy_introselect(score, n))
+    # the other tie orders
+    assert np.array_equal(boom_select(score, n, "native"), np.sort(np.argpartition(score, n)[:n]))
+    assert boom_select(score, n, "gdb").tolist() == sorted([*below, *tied[: n - len(below)]])
+
+
+def test_boom_assign_is_boom_code():
+    v = _tied_values()
+    n = 150
+    a = boom_assign(v, BoomParams(n_ood=n, val_fraction=0.0))
+    # BOOM's own loop, with the OOD indices numpy's introselect gives for np.argpartition(exp(score), n)
+    score = boom_log_density(v)
+    ood, iid, scores = _boom_literal(v, n, _numpy_introselect(np.exp(score), n))
+    assert np.array_equal(scores, score)
+    assert a.ood.tolist() == ood and a.id_test.tolist() == iid
+    assert sorted(a.train.tolist() + ood + iid) == list(range(len(v)))
+    assert a.info["tied_at_boundary"] > a.info["tied_at_boundary_in_ood"] > 0
+    assert a.info["tie_order"] == "introselect" and a.info["exp_strictly_increasing"]
+    assert set(a.info["computed_with"]) == {"numpy", "scikit-learn"}
+    # tie_order="native" is the literal call as this process runs it
+    b = boom_assign(v, BoomParams(n_ood=n, val_fraction=0.0, tie_order="native"))
+    ood, iid, _ = _boom_literal(v, n)
+    assert b.ood.tolist() == ood and b.id_test.tolist() == iid
 
 
 def test_boom_fixture_split_follows_the_procedure():
+    from sklearn.neighbors import KernelDensity
+
     ds = _ds("qm9")
     s = build_boom(ds, "gap", params=BoomParams(n_ood=30))
     assert s.name == "boom-gap" and s.test_sets == ["id_test", "ood_test"] and list(s.folds) == ["0"]
+    assert s.generator["split_version"] == 2 and s.generator["params"]["tie_order"] == "introselect"
     _assert_disjoint_covering(s, ds.ids)
     fold = s.fold(0)
     assert len(fold.tests["ood_test"]) == 30
-    # OOD = the lowest densities
+    # OOD = np.argpartition(np.exp(score), 30)[:30] over the molecules in gdb order
     table = ds.table.sort_index()
-    ld = kde_log_density(table["gap"].to_numpy())
-    dens = dict(zip(table.index, ld, strict=True))
-    assert max(dens[i] for i in fold.tests["ood_test"]) <= min(dens[i] for i in table.index
-                                                                if i not in set(fold.tests["ood_test"]))
+    X = table["gap"].to_numpy().reshape(-1, 1)
+    score = KernelDensity(kernel="gaussian", bandwidth="scott").fit(X).score_samples(X)
+    rows = _numpy_introselect(np.exp(score), 30)
+    assert fold.tests["ood_test"] == [int(table.index[r]) for r in rows]
     # ID: random.seed(42), one draw per non-OOD molecule in gdb order
     rnd = random.Random(42)
     ood = set(fold.tests["ood_test"])
@@ -75,32 +177,32 @@ def test_boom_fixture_split_follows_the_procedure():
     n_train_all = len(fold.train) + len(fold.val)
     assert len(fold.val) == round(0.05 * n_train_all)
     assert s.provenance["counts"]["ood_test"] == 30
-    assert "ids_without_structure" in s.provenance
-    assert {"numpy", "scipy", "scikit-learn", "matminer", "pymatgen"} <= set(s.generator["versions"])
+    # molecules without coordinates, per set, counted here from the fixture's coordinate file
+    import pandas as pd
+
+    with_xyz = set(pd.read_csv(FIXTURES / "qm9" / "coordinates.csv.gz", usecols=["Index"])["Index"].astype(int))
+    missing = {k: sum(1 for i in v if int(i) not in with_xyz) for k, v in fold.all_sets().items()}
+    assert sum(missing.values()) == len(ds) - len(with_xyz) == 8
+    assert s.provenance["ids_without_structure"] == missing
+    # the versions the generator block records are the installed ones
+    from importlib.metadata import version
+
+    for pkg in ("numpy", "scipy", "scikit-learn", "pandas"):
+        assert s.generator["versions"][pkg] == version(pkg), pkg
+    dens = s.provenance["density"]
+    assert dens["computed_with"]["numpy"] == np.__version__ and "introselect" in dens["tie_rule"]
 
 
-def test_boom_tie_breaking_lowest_gdb_index_goes_ood():
-    # values 0 and 10 are the two tails; four molecules share value 10 (same density); n_ood = 3
-    values = np.array([5.0, 5.1, 10.0, 4.9, 10.0, 5.0, 10.0, 0.0, 10.0, 5.05])
-    a = boom_assign(values, BoomParams(n_ood=3, val_fraction=0.0))
-    ld = kde_log_density(values)
-    tied = np.nonzero(values == 10.0)[0]
-    assert ld[7] < ld[tied[0]] or ld[7] > ld[tied[0]]  # value 0 is not in the tie
-    lowest = np.argsort(ld, kind="stable")[:3]
-    assert a.ood.tolist() == sorted(lowest.tolist())
-    in_ood_tied = sorted(set(a.ood) & set(tied))
-    # whichever tied molecules enter OOD, they are the ones with the lowest gdb order
-    assert in_ood_tied == tied[: len(in_ood_tied)].tolist()
-    assert a.info["tied_at_boundary"] >= len(in_ood_tied)
-    # permuting rows changes which ones enter only through the row (gdb) order
-    assert a.info["tie_rule"].startswith("rank by (log-density, gdb index)")
-
-
-def test_boom_tie_rule_with_exact_ties():
+def test_boom_tie_orders_on_exact_ties():
     values = np.array([1.0] * 6 + [50.0] * 4 + [100.0] * 6)  # the 4 middle ones are least dense
-    a = boom_assign(values, BoomParams(n_ood=2, val_fraction=0.0))
-    assert a.ood.tolist() == [6, 7]
+    a = boom_assign(values, BoomParams(n_ood=2, val_fraction=0.0, tie_order="gdb"))
+    assert a.ood.tolist() == [6, 7]  # split version 1's rule: lowest gdb index
     assert a.info["tied_at_boundary"] == 4 and a.info["tied_at_boundary_in_ood"] == 2
+    b = boom_assign(values, BoomParams(n_ood=2, val_fraction=0.0))
+    assert b.ood.tolist() == _numpy_introselect(np.exp(boom_log_density(values)), 2).tolist()
+    assert set(b.ood) < {6, 7, 8, 9}
+    with pytest.raises(UsageError):
+        BoomParams(tie_order="lowest")
 
 
 def test_boom10pct_variant_and_determinism(tmp_path):
@@ -219,7 +321,16 @@ def test_sparse_y_anchors_are_low_density_targets(ood_splits):
     assert all(dens[a] <= threshold for a in anchors)
     # not the published bug: anchors are not simply the first 100 rows
     assert not all(a < 100 for a in anchors) or len(ds) <= 100
-    assert "FIXED" in " ".join(sets["SparseYsingle"].generator["notes"])
+    # the corrected procedure, recomputed here with sklearn directly: KMeans of the lowest-density
+    # samples (target KDE at each sample, ties by row), each cluster's lowest-density member
+    from sklearn.cluster import KMeans
+
+    X = ood_splits[1]
+    X = X[:, (X != 0).any(axis=0)]
+    low = np.argsort(dens, kind="stable")[:SMALL["n_low_density"]]
+    labels = KMeans(n_clusters=SMALL["n_clusters"], max_iter=500, random_state=222, n_init=1).fit_predict(X[low])
+    expected = [int(low[labels == k][np.argmin(dens[low[labels == k]])]) for k in range(SMALL["n_clusters"])]
+    assert anchors == expected
 
 
 def test_sparse_x_anchor_is_lowest_density_member_of_its_cluster(dielectric_features):
@@ -388,6 +499,7 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert _cli(["split", "qm9", "--method", "LOCO", *args]) == 2
     assert _cli(["split", "qm9", "--property", "nope", *args]) == 2
     assert _cli(["split", "qm9", "--param", "bogus=1", *args]) == 2
+    assert _cli(["split", "qm9", "--param", "tie_order=lowest", *args]) == 2
     assert _cli(["split", "nodataset", *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -399,3 +511,27 @@ def test_cli_matbench_random_and_list(tmp_path, capsys):
     assert _cli(["split", "matbench_dielectric", "--method", "random", *args]) == 0
     s = load_split("matbench_dielectric", "random", tmp_path)
     assert len(s.folds) == 5
+
+
+def test_quickstart_split_step_makes_the_file_through_the_library(tmp_path, monkeypatch):
+    """Called from Python with a splits folder that lacks boom-gap, the quickstart's split step makes
+    it through the split library, byte-identical to what `oodbench split` writes, and never through
+    the command line; a file that is there is used as it is."""
+    import ood_bench.cli as cli_module
+    from ood_bench.quickstart import QuickstartConfig, split_step
+
+    args = ["--data-dir", str(FIXTURES), "--splits-dir", str(tmp_path / "cli")]
+    assert _cli(["split", "qm9", "--property", "gap", "--param", "n_ood=30", *args]) == 0
+    monkeypatch.setattr(cli_module.cli, "main", lambda *a, **k: pytest.fail("the quickstart called the CLI"))
+    cfg = QuickstartConfig(split_params={"n_ood": 30})
+    lib = tmp_path / "lib"
+    assert not (lib / "qm9").exists()
+    assert split_step(cfg, str(FIXTURES), str(lib)) == "boom-gap"
+    made = lib / "qm9" / "boom-gap.json.xz"
+    assert made.read_bytes() == (tmp_path / "cli" / "qm9" / "boom-gap.json.xz").read_bytes()
+    fold = load_split("qm9", "boom-gap", lib).fold(0)
+    assert len(fold.tests["ood_test"]) == 30
+    assert sorted(fold.train + fold.val + fold.tests["id_test"] + fold.tests["ood_test"]) == sorted(_ds("qm9").ids)
+    before = made.stat().st_mtime_ns
+    assert split_step(QuickstartConfig(split_params={"n_ood": 99}), str(FIXTURES), str(lib)) == "boom-gap"
+    assert made.stat().st_mtime_ns == before
