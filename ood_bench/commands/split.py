@@ -51,18 +51,11 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
       oodbench split matbench_dielectric --check         # validate the files already there
       oodbench split matbench_dielectric --compare       # agreement with the published folds
     """
-    import logging
-    import time
-
     from rich.console import Console
 
-    from ..datasets import get_spec, load_dataset
+    from ..datasets import get_spec
     from ..errors import UsageError
-    from ..paths import check_writable_splits_dir
-    from ..splits.methods import SPLIT_METHODS, methods_for
-    from ..splits.schema import save_split
 
-    log = logging.getLogger("oodbench.split")
     console = Console(stderr=True)
     if list_only:
         _list([dataset] if dataset else None, splits_dir)
@@ -70,8 +63,7 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
     if not dataset:
         raise UsageError("give a DATASET (qm9, matbench_dielectric, matbench_log_gvrh, matbench_perovskites), "
                          "or --list")
-    spec = get_spec(dataset)
-    applicable = {m.name: m for m in methods_for(spec.kind, include_non_default=True)}
+    get_spec(dataset)
     if check:
         _check(dataset, data_dir, splits_dir, console)
         return
@@ -81,54 +73,12 @@ def split(dataset: str, methods: tuple[str, ...], prop: str, import_published: b
         for row in compare_with_published(dataset, splits_dir):
             console.print(" ".join(f"{k}={v}" for k, v in row.items()))
         return
-    check_writable_splits_dir(splits_dir)
-    names: list[str] = []
-    for m in methods:
-        if m == "all":
-            names.extend(n for n, sm in applicable.items() if sm.default)
-        elif m in applicable:
-            names.append(m)
-        else:
-            SPLIT_METHODS.get(m)  # unknown name: UsageError listing the known ones
-            raise UsageError(f"split method '{m}' does not apply to {dataset}; use one of {', '.join(applicable)}")
-    if import_published:
-        if spec.kind != "crystals":
-            raise UsageError("--import-published applies to the MatBench datasets only")
-        names.append("omee2024")
-    names = list(dict.fromkeys(names))
-    if spec.kind == "molecules":
-        props = [t.name for t in spec.targets] if prop == "all" else [spec.target(prop).name]
-    elif prop != "all":
-        spec.target(prop)
-        props = None
-    else:
-        props = None
+    from ..splits.generate import generate_splits
 
-    overrides = _parse_params(params)
-    ds = load_dataset(dataset, data_dir)
-    options = {
-        **_param_objects(overrides),
-        "properties": props, "n_jobs": n_jobs, "use_cache": not no_feature_cache, "progress": True,
-        "data_dir": data_dir, "published_dir": published_dir, "log": lambda msg: log.info("building %s", msg),
-    }
-    done_batches: set[int] = set()
-    written = []
-    for name in names:
-        method = applicable[name]
-        t0 = time.perf_counter()
-        if method.batch_build is not None:
-            if id(method.batch_build) in done_batches:
-                continue
-            done_batches.add(id(method.batch_build))
-            batch = [n for n in names if applicable[n].batch_build is method.batch_build]
-            sets = method.batch_build(ds, batch, options)
-        else:
-            sets = method.build(ds, options)
-        for s in sets:
-            path = save_split(s, splits_dir)
-            written.append(path)
-            sizes = ", ".join(f"{k} {v}" for k, v in _sizes(s).items())
-            log.info("wrote %s (%d folds; %s) in %.1f s", path, len(s.folds), sizes, time.perf_counter() - t0)
+    written = generate_splits(dataset, methods, prop, data_dir=data_dir, splits_dir=splits_dir,
+                              params=_parse_params(params), import_published=import_published,
+                              published_dir=published_dir, n_jobs=n_jobs, use_cache=not no_feature_cache,
+                              progress=True)
     console.print(f"[green]{len(written)} split files written[/green] for {dataset}")
 
 
@@ -138,6 +88,7 @@ def _check(dataset: str, data_dir: str | None, splits_dir: str | None, console) 
 
     from ..datasets import load_dataset
     from ..errors import DataMissingError
+    from ..splits.generate import set_sizes
     from ..splits.schema import list_splits, load_split
 
     found = list_splits(dataset, splits_dir)
@@ -151,7 +102,7 @@ def _check(dataset: str, data_dir: str | None, splits_dir: str | None, console) 
     for _, name, _path in found:
         s = load_split(dataset, name, splits_dir, known_ids=known)
         same = "matches" if s.dataset_sha256 == ds.sha256 else f"[yellow]differs ({s.dataset_sha256[:12]})[/yellow]"
-        sizes = "; ".join(f"{k} {v}" for k, v in _sizes(s).items())
+        sizes = "; ".join(f"{k} {v}" for k, v in set_sizes(s).items())
         table.add_row(name, str(len(s.folds)), sizes, s.generator.get("name", "?"), same)
     console.print(table)
     console.print(f"[green]{len(found)} split files valid[/green] for {dataset} ({ds.checksum_status})")
@@ -171,35 +122,6 @@ def _parse_params(items: tuple[str, ...]) -> dict:
             out[key.strip()] = json.loads(value)
         except ValueError:
             out[key.strip()] = value
-    return out
-
-
-def _param_objects(overrides: dict) -> dict:
-    """Apply --param overrides to the generator parameter dataclasses; unknown keys are an error."""
-    import dataclasses
-
-    from ..errors import UsageError
-    from ..splits.boom import VARIANTS
-    from ..splits.ofm_folds import OfmFoldParams
-
-    if not overrides:
-        return {}
-    ofm_fields = {f.name for f in dataclasses.fields(OfmFoldParams)}
-    boom_fields = {f.name for f in dataclasses.fields(next(iter(VARIANTS.values())))}
-    unknown = set(overrides) - ofm_fields - boom_fields
-    if unknown:
-        raise UsageError(f"unknown --param {sorted(unknown)}; known: {', '.join(sorted(ofm_fields | boom_fields))}")
-    ofm = OfmFoldParams(**{k: v for k, v in overrides.items() if k in ofm_fields})
-    boom = {name: dataclasses.replace(p, **{k: v for k, v in overrides.items() if k in boom_fields})
-            for name, p in VARIANTS.items()}
-    return {"ofm_params": ofm, "boom_params": boom}
-
-
-def _sizes(s) -> dict[str, str]:
-    out = {}
-    for k in ["train", "val", *s.test_sets]:
-        lens = sorted({len(f.all_sets()[k]) for f in s.folds.values()})
-        out[k] = str(lens[0]) if len(lens) == 1 else f"{lens[0]}-{lens[-1]}"
     return out
 
 
