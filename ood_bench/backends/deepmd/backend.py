@@ -109,16 +109,16 @@ class DeepmdBackend(Backend):
     # --- training ---------------------------------------------------------------------------
     def train(self, inputs: FoldInputs, on_line: Callable[[str], None] | None = None) -> Trained:
         from .inputs import RECIPES
-        from .launcher import dp_train, read_lcurve
+        from .launcher import read_lcurve
         from .predict import list_checkpoints
 
         systems, data = self._write_fold(inputs)
         ctx = self._context(inputs, systems)
         spec, recipe = inputs.spec, RECIPES.get(inputs.strategy.name)
         config, args = recipe.build_input(ctx), recipe.train_args(ctx)
-        log, peak_mb = dp_train(config, inputs.workdir, args, label=spec.key.label(), on_line=on_line,
-                                processes=spec.gpus)
-        ckpts = list_checkpoints(inputs.workdir)
+        log, peak_mb = recipe.launch(ctx, config, args, label=spec.key.label(), on_line=on_line,
+                                     processes=spec.gpus)
+        ckpts = recipe.candidates(ctx, list_checkpoints(inputs.workdir))
         if not ckpts:
             raise OodBenchError(f"{spec.key.label()}: deepmd wrote no checkpoint (see {log})")
         pre = ctx.pretrained
@@ -130,7 +130,7 @@ class DeepmdBackend(Backend):
                     "architecture_from": pre.name if pre is not None else f"preset {ctx.preset.name}"},
             training={"steps": ctx.steps, "eval_head": recipe.eval_head(), "head": recipe.head_name(ctx),
                       "paper_head": inputs.target.paper_head,
-                      "learning_curve": read_lcurve(inputs.workdir / "lcurve.out")},
+                      "learning_curve": read_lcurve(inputs.workdir / "lcurve.out"), **recipe.training_info(ctx)},
             data=data, peak_mem_mb=peak_mb, log_file=log,
             state={"systems": systems, "head": recipe.eval_head(), "loaded": {}},
         )
@@ -164,7 +164,7 @@ class DeepmdBackend(Backend):
             batch_size=spec.batch_size or preset.batch_size,
             start_lr=spec.learning_rate or preset.start_lr, seed=spec.key.seed, pretrained=pre,
             aux_branch=state["aux_branch"], aux_systems=state["aux_systems"], aux_has_virial=state["aux_virial"],
-            aux_prob=spec.aux_prob, aux_batch_size=preset.aux_batch_size,
+            aux_prob=spec.aux_prob, aux_batch_size=preset.aux_batch_size, params=dict(inputs.params),
         )
 
     # --- evaluation -------------------------------------------------------------------------

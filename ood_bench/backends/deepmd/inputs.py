@@ -8,6 +8,7 @@ are registered under the name of the strategy they implement (``RECIPES``); the 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class RunContext:
     aux_has_virial: bool = False
     aux_prob: float = 0.5
     aux_batch_size: str = "auto:128"
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's parameters, typed (--strategy-param)
 
     @property
     def loss_func(self) -> str:
@@ -153,6 +155,23 @@ class Recipe:
     def eval_head(self) -> str | None:
         """Head to predict with (multi-task checkpoints only)."""
         return None
+
+    # Hooks for recipes that do more than one `dp --pt train` (robust.py): several phases, an
+    # in-process trainer, candidates made from the checkpoints after training.
+    def launch(self, ctx: RunContext, config: dict[str, Any], args: list[str], *, label: str,
+               on_line: Callable[[str], None] | None, processes: int) -> tuple[Path, float]:
+        """Train in ``ctx.workdir``; returns the training log and peak memory (MiB)."""
+        from .launcher import dp_train
+
+        return dp_train(config, ctx.workdir, args, label=label, on_line=on_line, processes=processes)
+
+    def candidates(self, ctx: RunContext, checkpoints: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+        """(step, file) the runner selects among on validation; default: deepmd's checkpoints."""
+        return checkpoints
+
+    def training_info(self, ctx: RunContext) -> dict[str, Any]:
+        """Entries added to (or replacing in) the record's ``training`` block."""
+        return {}
 
 
 RECIPES: Registry[Recipe] = Registry("deepmd recipe")
@@ -260,3 +279,7 @@ class MultiTaskScratch(MultiTaskFineTune):
 
 RECIPES.add("mft-freshhead", MftFreshHead())
 RECIPES.add("mtl-scratch", MultiTaskScratch())
+
+
+# The robust fine-tuning recipes (RoFt-Mol family) register themselves in RECIPES.
+from . import robust as _robust  # noqa: E402,F401
