@@ -159,3 +159,27 @@ def test_installed_package_finds_splits_and_cards_from_any_folder(tmp_path):
                              cwd=elsewhere, env=env)
     assert listing.returncode == 0, listing.stderr
     assert "boom-gap" in listing.stdout and "omee2024-LOCO" in listing.stdout
+
+
+def test_a_crash_between_model_and_record_never_leaves_an_old_record_beside_a_new_model(env, tmp_path,
+                                                                                           monkeypatch):
+    """--force rerun that dies after the new model file landed: no record at all (the old one was
+    removed first), so resume redoes the run instead of trusting a record about another model."""
+    import ood_bench.runner.execute as ex
+    from ood_bench.io_utils import sha256_file
+
+    s = spec("dpa3", "qm9", env, tmp_path, strategy="scratch", steps=2)
+    first = execute(s)
+    old_model = sha256_file(first.with_name("model.pt"))
+    assert read_json(first)["training"]["model_sha256"] == old_model
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed between model.pt and record.json")
+
+    monkeypatch.setattr(ex, "write_record", crash)
+    with pytest.raises(RuntimeError):
+        execute(RunSpec(**{**s.__dict__, "steps": 3}))
+    assert not first.exists(), "the old record must not survive next to the new model"
+    assert sha256_file(first.with_name("model.pt")) != old_model
+    monkeypatch.undo()
+    assert status_of(s) == "todo"
