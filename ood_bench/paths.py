@@ -7,6 +7,7 @@ file system at import time.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 DATA_ENV = "OODBENCH_DATA_DIR"
@@ -83,6 +84,10 @@ def portable_roots(data: str | Path | None = None, splits: str | Path | None = N
     return out
 
 
+# Paths that libraries print about where they were built (deepmd's build environment), not ours.
+_FOREIGN = re.compile(r"/tmp/build-env-[A-Za-z0-9_]+")
+
+
 def portable(obj, roots: list[tuple[str, str]]):
     """``obj`` (JSON-like) with every string's absolute prefixes replaced by their portable names."""
     if isinstance(obj, str):
@@ -90,7 +95,7 @@ def portable(obj, roots: list[tuple[str, str]]):
             return obj
         for prefix, name in roots:
             obj = obj.replace(prefix + "/", name + "/").replace(prefix, name) if prefix in obj else obj
-        return obj
+        return _FOREIGN.sub("<build-env>", obj)
     if isinstance(obj, dict):
         return {k: portable(v, roots) for k, v in obj.items()}
     if isinstance(obj, list):
