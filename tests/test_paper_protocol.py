@@ -56,7 +56,7 @@ def _same(a: dict, b: dict) -> bool:
     norm = np.sqrt(sum(float(np.sum(b[k] ** 2)) for k in b))
     rel = diff / norm
     assert rel < 1e-3 or rel > 1e-2, f"ambiguous relative distance {rel:.2e}"
-    return rel < 1e-3
+    return bool(rel < 1e-3)
 
 
 def test_ablations_transfer_what_they_claim(env, tmp_path):
