@@ -52,11 +52,11 @@ def collapse(selector: str, results_dir: str | None, out_dir: str | None, max_pe
     from pathlib import Path
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..analysis.collapse import RichReporter, parse_selector, run_collapse, select_records
     from ..errors import OodBenchError
     from ..paths import results_dir as resolve_results
+    from ..progress import progress_bar
     from ..records import load_records
 
     filters = parse_selector(selector)
@@ -72,8 +72,7 @@ def collapse(selector: str, results_dir: str | None, out_dir: str | None, max_pe
     out = Path(out_dir) if out_dir else results / "analysis"
     console = Console(stderr=True)
     console.print(f"analysing {len(picked)} run(s) -> {out}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with progress_bar(console=console) as progress:
         body = run_collapse(picked, out, data_dir=data_dir, splits_dir=splits_dir,
                             max_per_class=max_per_class, w1_samples=w1_samples, seed=seed,
                             selector=selector, reporter=RichReporter(progress), figures=not no_figures,
