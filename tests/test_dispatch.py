@@ -170,3 +170,16 @@ def test_dpdispatcher_failing_mid_sweep_is_one_line_for_the_sweep(dummy_dispatch
     assert err == [err[-1]] and err[-1].startswith("oodbench: error: dpdispatcher stopped the sweep")
     assert "AuthenticationException: Authentication failed." in err[-1] and "0 of 2 runs" in err[-1]
     assert not records(dummy_dispatch["results"])
+
+
+def test_a_reference_baseline_runs_through_dpdispatcher(dispatch_env):
+    """A scikit-learn model writes no train.log and no model file: its tasks must not wait for them."""
+    args = dispatch_env["args"]
+    machine, resources = args[args.index("--machine") + 1], args[args.index("--resources") + 1]
+    out = cli(["run", "--model", "dummy", "--dataset", "matbench_dielectric", "--split", "toy", "--folds", "0,1",
+               "--executor", "dpdispatcher", "--machine", machine, "--resources", resources, "--check-interval", "1",
+               "--retries", "0"], dispatch_env["env"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = records(dispatch_env["results"])
+    assert [p.parent.parent.name for p in found] == ["dummy-scratch", "dummy-scratch"]
+    assert not any(p.with_name("model.pt").exists() for p in found)

@@ -91,6 +91,7 @@ class Backend:
     name: str = ""
     summary: str = ""
     model_file: str | None = None  # file kept beside the record (None: nothing worth keeping)
+    writes_log: bool = False  # a training log (train.log) is kept beside the record
 
     def versions(self) -> dict[str, str | None]:
         """Versions of the libraries that produce this backend's numbers."""

@@ -139,48 +139,71 @@ def collect(results: Path) -> list[RunKey]:
 
 def run_with_dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: Any,
                           options: dict[str, Any]) -> None:
-    from dpdispatcher import Machine, Resources, Submission, Task
-
     machine_cfg = _load_config(options.get("machine"), "machine")
     resources_cfg = _load_config(options.get("resources"), "resources")
     check_configs(machine_cfg, resources_cfg, options["machine"], options["resources"])
     results = resolve_results(specs[0].results_dir)
     collected = set(collect(results))  # a previous driver may have died after tasks finished
     pending = [s for s in specs if s.key not in collected]
-    for s in specs:
-        if s.key in collected:
-            result.done.append(s.key)
+    result.done.extend(s.key for s in specs if s.key in collected)
     if not pending:
         return
     sweep_id = hashlib.sha256("".join(sorted(_task_name(s) for s in pending)).encode()).hexdigest()[:12]
     local_root = dispatch_root(results) / f"sweep_{sweep_id}"
     machine_cfg.setdefault("retry_count", int(options.get("retries", 2)))
     machine_cfg["local_root"] = str(local_root)
-    try:  # connects (SSH, a cloud API) before anything is written or queued
-        machine = Machine.load_from_dict(machine_cfg)
-        resources = Resources.load_from_dict(resources_cfg)
-    except Exception as exc:
-        raise OodBenchError(f"dpdispatcher cannot set up the machine of --machine {options['machine']} "
-                            f"({_one_line(exc)}); nothing was submitted") from None
+    machine, resources = _connect(machine_cfg, resources_cfg, options["machine"])
     local_root.mkdir(parents=True, exist_ok=True)
     local = machine_cfg.get("context_type", "").lower().startswith("local")
-    python = sys.executable if local else "python"
-    tasks = []
-    for spec in pending:
-        name = _task_name(spec)
-        task_dir = local_root / name
-        task_dir.mkdir(exist_ok=True)
-        remote_spec = RunSpec.from_json(spec.to_json())
-        remote_spec.results_dir = None  # the task writes under its own out/
-        (task_dir / "spec.json").write_text(json.dumps(remote_spec.to_json(), indent=1))
-        rel = Path(TASK_OUT) / "runs" / spec.key.relpath()
-        tasks.append(Task(
-            command=f"{python} -m ood_bench.runner.task spec.json {TASK_OUT}",
-            task_work_path=f"{name}/", forward_files=["spec.json"],
-            backward_files=[str(rel / RECORD_NAME), *(str(rel / f) for f in SIDE_FILES)],
-            outlog="task.out", errlog="task.err",
-        ))
+    tasks = [_task(spec, local_root, sys.executable if local else "python") for spec in pending]
     overall = progress.add_task(f"dpdispatcher: {len(tasks)} tasks", total=len(pending))
+    _submit(machine, resources, tasks, options, results, pending, result, progress, overall)
+    _outcomes(pending, results, local_root, Path(getattr(machine.context, "remote_root", "") or local_root),
+              result, progress, overall)
+    if not any(p.name.startswith("task_") for p in local_root.iterdir()):
+        shutil.rmtree(local_root, ignore_errors=True)  # only dpdispatcher's bookkeeping left
+
+
+def _connect(machine_cfg: dict, resources_cfg: dict, machine_file: str):
+    """dpdispatcher's Machine and Resources; connects (SSH, a cloud API) before anything is written."""
+    from dpdispatcher import Machine, Resources
+
+    try:
+        return Machine.load_from_dict(machine_cfg), Resources.load_from_dict(resources_cfg)
+    except Exception as exc:
+        raise OodBenchError(f"dpdispatcher cannot set up the machine of --machine {machine_file} "
+                            f"({_one_line(exc)}); nothing was submitted") from None
+
+
+def _side_files(spec: RunSpec) -> tuple[str, ...]:
+    """What a task sends back beside its record: the training log and model file, when the
+    model's backend writes them (the scikit-learn baselines write neither)."""
+    from ..backends import backend_for
+    from ..models import MODELS
+
+    backend = backend_for(MODELS.get(spec.key.model))
+    return tuple(f for f in SIDE_FILES if f == "train.log" and backend.writes_log or f == backend.model_file)
+
+
+def _task(spec: RunSpec, local_root: Path, python: str):
+    from dpdispatcher import Task
+
+    name = _task_name(spec)
+    task_dir = local_root / name
+    task_dir.mkdir(exist_ok=True)
+    remote_spec = RunSpec.from_json(spec.to_json())
+    remote_spec.results_dir = None  # the task writes under its own out/
+    (task_dir / "spec.json").write_text(json.dumps(remote_spec.to_json(), indent=1))
+    rel = Path(TASK_OUT) / "runs" / spec.key.relpath()
+    return Task(command=f"{python} -m ood_bench.runner.task spec.json {TASK_OUT}", task_work_path=f"{name}/",
+                forward_files=["spec.json"],
+                backward_files=[str(rel / RECORD_NAME), *(str(rel / f) for f in _side_files(spec))],
+                outlog="task.out", errlog="task.err")
+
+
+def _submit(machine, resources, tasks, options, results, pending, result, progress, overall) -> None:
+    from dpdispatcher import Submission
+
     submission = None
     try:
         submission = Submission(work_base="./", machine=machine, resources=resources, task_list=tasks)
@@ -198,7 +221,10 @@ def run_with_dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: A
                 f"dpdispatcher stopped the sweep ({_one_line(exc)}); {len(done)} of {len(pending)} runs "
                 "finished; fix the cause and rerun the same command to resume") from None
         log.debug("dpdispatcher: %s", _one_line(exc))
-    remote_root = Path(getattr(machine.context, "remote_root", "") or local_root)
+
+
+def _outcomes(pending, results, local_root: Path, remote_root: Path, result, progress, overall) -> None:
+    """Each task: its record arrived (done), or it failed after retries (reported with its log tail)."""
     arrived = set(collect(results))
     for spec in pending:
         if spec.key in arrived or record_path(results, spec.key).exists():
@@ -210,5 +236,3 @@ def run_with_dpdispatcher(specs: list[RunSpec], result: SweepResult, progress: A
             tail = "\n".join(err.read_text(errors="replace").splitlines()[-15:]) if err.exists() else "(no log)"
             result.failed.append((spec.key, f"{spec.key.label()}: task failed after retries; {err}:\n{tail}"))
         progress.advance(overall)
-    if not any(p.name.startswith("task_") for p in local_root.iterdir()):
-        shutil.rmtree(local_root, ignore_errors=True)  # only dpdispatcher's bookkeeping left

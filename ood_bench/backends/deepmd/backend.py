@@ -41,6 +41,7 @@ class DeepmdBackend(Backend):
     name = "deepmd"
     summary = "deepmd-kit: dp --pt train, DeepEval predictions, every saved checkpoint a candidate"
     model_file = "model.pt"
+    writes_log = True
 
     def versions(self) -> dict[str, str | None]:
         from ...versions import package_versions
