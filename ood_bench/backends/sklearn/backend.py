@@ -69,16 +69,23 @@ class SklearnBackend(Backend):
                              f"{spec.key.dataset} has {kind}")
         return feat, feat.resolve(spec, kind or feat.kinds[0])
 
-    def identity(self, spec, model, strategy) -> dict[str, Any]:
-        feat, ctx = self._context(spec, model, None)
+    @staticmethod
+    def _identity(model, feat, ctx) -> dict[str, Any]:
         return {"model_version": model.version, "features": feat.key() if feat else None,
                 **(ctx.identity if ctx else {})}
 
+    def identity(self, spec, model, strategy) -> dict[str, Any]:
+        """The same identity ``resolve`` gives (the dataset's kind picks the descriptor head), so a
+        planned run's fingerprint matches its record's."""
+        from ...datasets import get_spec
+
+        feat, ctx = self._context(spec, model, get_spec(spec.key.dataset).kind)
+        return self._identity(model, feat, ctx)
+
     def resolve(self, spec, model, strategy, dataset) -> Resolution:
         feat, ctx = self._context(spec, model, dataset.spec.kind)
-        return Resolution(identity={"model_version": model.version, "features": feat.key() if feat else None,
-                                    **(ctx.identity if ctx else {})},
-                          record=dict(ctx.record) if ctx else {}, state={"featurizer": feat, "context": ctx})
+        return Resolution(identity=self._identity(model, feat, ctx), record=dict(ctx.record) if ctx else {},
+                          state={"featurizer": feat, "context": ctx})
 
     def _matrix(self, inputs: FoldInputs) -> tuple[dict, np.ndarray, dict[str, Any]]:
         """(row of each id, X, feature info) for the whole dataset."""
