@@ -25,3 +25,17 @@ def die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
+
+
+EVAL_THREADS_ENV = "OODBENCH_EVAL_THREADS"
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pool_worker(workers: int) -> None:
+    """Pool initializer for ``--jobs N``: die with the parent, and let each worker evaluate on
+    its share of the cores (N workers each using every core would oversubscribe them)."""
+    die_with_parent()
+    os.environ.setdefault(EVAL_THREADS_ENV, str(max(1, usable_cores() // workers)))

@@ -12,7 +12,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from ..errors import OodBenchError
-from ..procs import die_with_parent
+from ..procs import pool_worker
 from ..registry import Registry
 from .spec import RunSpec
 from .sweep import SweepResult, planned_steps
@@ -68,7 +68,8 @@ def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: di
                 progress.advance(overall)
         return
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=pool_worker,
+                             initargs=(jobs,)) as pool:
         futures = {pool.submit(_run_one_in_process, s.to_json()): s for s in specs}
         for fut in as_completed(futures):
             spec = futures[fut]

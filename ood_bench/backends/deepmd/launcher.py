@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RunFailedError
-from ...procs import die_with_parent
+from ...procs import EVAL_THREADS_ENV, die_with_parent, usable_cores
 
-# On small CPUs one thread per op is fastest for small models (2 threads were 3-6x slower).
+# On small CPUs one thread per op is fastest for training small models (2 threads were 3-6x
+# slower). Inference batches of 512 atoms beat deepmd's 1024 on a 2-core CPU (cache-sized
+# tensors: 1.5x at one thread; see benchmarks/eval_speed.py).
 THREAD_DEFAULTS = {
     "OMP_NUM_THREADS": "1",
     "DP_INTRA_OP_PARALLELISM_THREADS": "1",
     "DP_INTER_OP_PARALLELISM_THREADS": "1",
     "NUM_WORKERS": "0",
-    "DP_INFER_BATCH_SIZE": "1024",
+    "DP_INFER_BATCH_SIZE": "512",
 }
 
 
@@ -37,6 +39,14 @@ def set_inference_threads() -> None:
     """Apply the same thread defaults in-process before torch is imported for inference."""
     for k, v in THREAD_DEFAULTS.items():
         os.environ.setdefault(k, v)
+
+
+def inference_threads() -> int:
+    """Threads for evaluating a trained model. Evaluation starts after ``dp train`` has exited,
+    so it may use every core this process is allowed (2 threads: 1.6x on 2 cores, unlike
+    training); ``--jobs N`` sets ``OODBENCH_EVAL_THREADS`` to cores // N in its workers."""
+    value = os.environ.get(EVAL_THREADS_ENV)
+    return max(1, int(value)) if value else usable_cores()
 
 
 _BATCH = re.compile(r"Batch\s+(\d+):")

@@ -10,12 +10,15 @@ from .data import SystemSet, read_system_frames
 
 
 def load_model(checkpoint: Path, head: str | None = None):
-    from .launcher import set_inference_threads
+    from .launcher import inference_threads, set_inference_threads
 
     set_inference_threads()
+    import torch
     from deepmd.infer import DeepEval
 
-    return DeepEval(str(checkpoint), head=head) if head else DeepEval(str(checkpoint))
+    model = DeepEval(str(checkpoint), head=head) if head else DeepEval(str(checkpoint))
+    torch.set_num_threads(inference_threads())  # after deepmd's backend import set its training default
+    return model
 
 
 def predict(model, systems: SystemSet) -> tuple[list, np.ndarray]:
