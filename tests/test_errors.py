@@ -111,13 +111,21 @@ def test_results_dir_under_a_regular_file(base, work):
     assert tree(work) == {"a-file"} and blocker.read_text() == "not a folder\n"
 
 
-def test_corrupt_checkpoint_sidecar(base, work, stand_in):
+def test_truncated_checkpoint(base, work, stand_in):
     ckpt = work / "model.pt"
-    shutil.copyfile(stand_in.path, ckpt)
-    (work / "model.json").write_text('{"stand_in": true, "aux_branch_for": {"mol')  # torn JSON
+    ckpt.write_bytes(stand_in.path.read_bytes()[:5000])  # a download or copy cut short
     res = oodbench([*base, "--strategy", "ft", "--pretrained", str(ckpt), "--dry-run"], work)
-    assert_one_line(res, "model.json")
-    assert tree(work) == {"model.pt", "model.json"}
+    assert_one_line(res, "model.pt")
+    assert tree(work) == {"model.pt"}
+
+
+def test_stand_in_aux_data_that_does_not_match_its_checkpoint(base, work, stand_in):
+    ckpt = work / "standin.pt"
+    shutil.copyfile(stand_in.path, ckpt)
+    aux = stand_in.path.with_name(f"{stand_in.path.stem}.aux.npz")
+    (work / aux.name).write_bytes(aux.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
+    res = oodbench([*base, "--strategy", "mft", "--pretrained", str(ckpt), "--dry-run"], work)
+    assert_one_line(res, aux.name, "sha256")
 
 
 def _online(host: str = "huggingface.co", port: int = 443) -> bool:

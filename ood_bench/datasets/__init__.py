@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import DATASETS, DatasetSpec, LoadedDataset, Structures, TargetInfo
+from .base import DATASETS, DatasetSpec, LoadedDataset, Structures, TargetInfo, concat_structures
 
 __all__ = [
+    "concat_structures",
     "DATASETS",
     "DatasetSpec",
     "LoadedDataset",

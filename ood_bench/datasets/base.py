@@ -168,6 +168,17 @@ class Structures:
             return cls(ids, z["numbers"], z["positions"], z["offsets"], cells)
 
 
+def concat_structures(parts: list[Structures]) -> Structures:
+    """Several ``Structures`` back to back (all molecules, or all periodic)."""
+    ids, offsets = [], [0]
+    for st in parts:
+        ids += st.ids
+        offsets.extend((st.offsets[1:] + offsets[-1]).tolist())
+    cells = None if parts[0].cells is None else np.concatenate([st.cells for st in parts])
+    return Structures(ids, np.concatenate([st.numbers for st in parts]),
+                      np.concatenate([st.positions for st in parts]), np.array(offsets), cells)
+
+
 @dataclass
 class LoadedDataset:
     """A dataset read from disk: the table of targets (index = id) plus provenance."""

@@ -107,30 +107,99 @@ def perturb(st: Structures, n_copies: int, sigma: float, strain: float, seed: in
                       np.array(cells) if cells else None)
 
 
-def build_aux_set(st: Structures, labeller: str, out: Path, n_copies: int = 2, sigma: float = 0.05,
-                  strain: float = 0.02, seed: int = 0, progress=None):
-    """Perturb, label and write deepmd systems; returns the ``SystemSet``. ``progress`` is an
-    optional rich Progress to report labelling on."""
-    from .data import write_systems
+@dataclass
+class Frames:
+    """Labelled frames: structures plus energy (n,), per-atom forces aligned with
+    ``structures.numbers`` (n_atoms, 3), and the virial (n, 9) for crystals."""
+
+    structures: Structures
+    energy: np.ndarray
+    force: np.ndarray
+    virial: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    def take(self, rows: np.ndarray) -> Frames:
+        st = self.structures
+        ids = [st.ids[r] for r in rows]
+        atom_idx = np.concatenate([np.arange(st.offsets[r], st.offsets[r + 1]) for r in rows]) \
+            if len(rows) else np.zeros(0, dtype=np.int64)
+        return Frames(st.subset(ids), self.energy[rows], self.force[atom_idx],
+                      None if self.virial is None else self.virial[rows])
+
+    def labels(self) -> dict[str, object]:
+        """Per-frame label arrays as ``write_systems`` takes them."""
+        o = self.structures.offsets
+        out: dict[str, object] = {"energy": self.energy,
+                                  "force": [self.force[o[k]:o[k + 1]] for k in range(len(self))]}
+        if self.virial is not None:
+            out["virial"] = self.virial
+        return out
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        st = self.structures
+        out = {"ids": np.asarray([str(i) for i in st.ids]), "numbers": st.numbers, "offsets": st.offsets,
+               "positions": st.positions.astype(np.float32), "energy": self.energy,
+               "force": self.force.astype(np.float32)}
+        if st.cells is not None:
+            out["cells"] = st.cells
+        if self.virial is not None:
+            out["virial"] = self.virial
+        return {f"{prefix}/{k}": v for k, v in out.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> Frames:
+        def get(k):
+            return arrays.get(f"{prefix}/{k}")
+
+        st = Structures(list(get("ids")), get("numbers"), get("positions"), get("offsets"), get("cells"))
+        return cls(st, np.asarray(get("energy"), dtype=np.float64), np.asarray(get("force"), dtype=np.float64),
+                   get("virial"))
+
+
+def label_frames(st: Structures, labeller: str, chunk_dir: Path, chunk: int = 2000, progress=None) -> Frames:
+    """Label ``st`` in chunks saved under ``chunk_dir`` as they finish, so a killed run resumes
+    where it stopped; frames the labeller cannot converge are left out (and counted)."""
     from .launcher import set_inference_threads
 
     set_inference_threads()  # one thread per calculator: oversubscribed BLAS is many times slower
     lab = LABELLERS.get(labeller)
-    pert = perturb(st, n_copies, sigma, strain if lab.kind == "crystals" else 0.0, seed)
-    if progress is not None:
-        task = progress.add_task(f"labelling {len(pert)} frames with {lab.summary}", total=len(pert))
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    task = progress.add_task(f"labelling {len(st)} frames with {lab.summary}", total=len(st)) if progress else None
+    parts = []
+    for k, start in enumerate(range(0, len(st), chunk)):
+        path = chunk_dir / f"chunk{k:04d}.npz"
+        ids = st.ids[start:start + chunk]
+        if not path.exists():
+            part = _label_chunk(st.subset(ids), lab, progress, task)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **part.arrays("f"))
+            tmp.replace(path)
+        elif progress is not None:
+            progress.advance(task, len(ids))
+        with np.load(path) as arrays:
+            parts.append(Frames.from_arrays(arrays, "f"))
+    return concat_frames(parts)
 
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-    else:
-        def advance(n: int) -> None:
-            return None
-    labels = lab.label(pert, advance)
+
+def _label_chunk(st: Structures, lab: Labeller, progress, task) -> Frames:
+    labels = lab.label(st, (lambda n: progress.advance(task, n)) if progress is not None else (lambda n: None))
     keep = labels.pop("keep", None)
-    ids = pert.ids if keep is None else [pert.ids[k] for k in keep]
-    if not ids:
-        raise OodBenchError(f"{lab.name}: no frame could be labelled")
-    if keep is not None and len(ids) < len(pert):
-        log.warning("%s: %d of %d frames not converged, left out", lab.name, len(pert) - len(ids), len(pert))
-    arrays = {k: (v if k == "force" else np.asarray(v)) for k, v in labels.items()}
-    return write_systems(out, pert, ids, arrays)
+    rows = np.arange(len(st)) if keep is None else np.asarray(keep, dtype=np.int64)
+    if keep is not None and len(rows) < len(st):
+        log.warning("%s: %d of %d frames not converged, left out", lab.name, len(st) - len(rows), len(st))
+    kept = st.subset([st.ids[r] for r in rows])
+    virial = np.asarray(labels["virial"]) if "virial" in labels else None
+    force = np.concatenate([np.asarray(f).reshape(-1, 3) for f in labels["force"]]) if len(rows) else np.zeros((0, 3))
+    return Frames(kept, np.asarray(labels["energy"], dtype=np.float64), force, virial)
+
+
+def concat_frames(parts: list[Frames]) -> Frames:
+    from ...datasets import concat_structures
+
+    if not parts or not sum(len(p) for p in parts):
+        raise OodBenchError("no frame could be labelled")
+    virial = None if parts[0].virial is None else np.concatenate([p.virial for p in parts])
+    return Frames(concat_structures([p.structures for p in parts]), np.concatenate([p.energy for p in parts]),
+                  np.concatenate([p.force for p in parts]), virial)

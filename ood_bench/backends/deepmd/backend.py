@@ -96,16 +96,13 @@ class DeepmdBackend(Backend):
 
     @staticmethod
     def _aux_systems(spec, pre: PretrainedModel, branch: str) -> list[str]:
+        from .standin import aux_systems
+
         if spec.aux_data:
             return expand_systems(spec.aux_data)
-        info = pre.meta.get("aux_data", {}).get(branch)
-        if not info:
+        if branch not in (pre.meta.get("aux_file") or {}).get("frames", {}):
             raise UsageError(f"pass --aux-data (deepmd-format force-field data for branch {branch})")
-        systems = info["systems"]
-        missing = [s for s in systems if not Path(s).exists()]
-        if missing:
-            raise OodBenchError(f"auxiliary data {missing[0]} is gone; rerun `oodbench pretrain --force`")
-        return systems
+        return aux_systems(pre.path, branch)
 
     # --- training ---------------------------------------------------------------------------
     def train(self, inputs: FoldInputs, on_line: Callable[[str], None] | None = None) -> Trained:

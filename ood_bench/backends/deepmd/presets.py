@@ -1,7 +1,8 @@
 """DPA3 presets: architecture plus training hyper-parameters for ``dp --pt train``.
 
-``paper`` is the DPA-3.1-3M architecture with the MFT paper's Table 8 schedule; ``tiny`` is a small
-DPA3 that trains on a 2-core CPU in seconds (tests, quickstart).
+``paper`` is the DPA-3.1-3M architecture with the MFT paper's Table 8 schedule; ``small`` is the
+architecture of the shipped stand-in ``oodbench-small`` (minutes per run on a 2-core CPU);
+``tiny`` trains in seconds (tests).
 """
 
 from __future__ import annotations
@@ -64,6 +65,22 @@ TINY_DESCRIPTOR = {
     "precision": "float32",
 }
 
+# oodbench-small, the shipped stand-in: 3 layers, wider than tiny, sel large enough for crystals
+# (dynamic sel only computes real neighbours, so molecules do not pay for it).
+SMALL_DESCRIPTOR = {
+    "type": "dpa3",
+    "repflow": {
+        "n_dim": 32, "e_dim": 16, "a_dim": 8, "nlayers": 3,
+        "e_rcut": 6.0, "e_rcut_smth": 5.3, "e_sel": 120,
+        "a_rcut": 4.0, "a_rcut_smth": 3.5, "a_sel": 40,
+        "axis_neuron": 4, "update_angle": True, "smooth_edge_update": True,
+        "use_dynamic_sel": True, "sel_reduce_factor": 10.0,
+        "update_style": "res_residual", "update_residual": 0.1, "update_residual_init": "const",
+    },
+    "activation_function": "silut:3.0",
+    "precision": "float32",
+}
+
 PRESETS = {
     "paper": Preset(
         name="paper",
@@ -86,6 +103,18 @@ PRESETS = {
         batch_size="auto:128",
         aux_batch_size="auto:64",
         decay_steps=50,
+        save_checkpoints=2,
+    ),
+    "small": Preset(
+        name="small",
+        summary="3-layer DPA3 (n_dim 32, e_dim 16), fitting [64,64], 1000 steps, batch auto:128: "
+                "oodbench-small's architecture; minutes per run on 2 CPU cores",
+        descriptor=SMALL_DESCRIPTOR,
+        fitting_neuron=[64, 64],
+        steps=1000,
+        batch_size="auto:128",
+        aux_batch_size="auto:64",
+        decay_steps=100,
         save_checkpoints=2,
     ),
 }

@@ -1,16 +1,20 @@
-"""Build ``oodbench-tiny``: a small multi-branch DPA3 force-field checkpoint made offline.
+"""Build an offline stand-in pretrained model: a multi-branch DPA3 force field made here.
 
-It stands in for DPA-3.1-3M where that cannot be downloaded (tests, the quickstart, machines
-without internet). Two branches, each trained on data this module generates and labels itself:
-``qm9_gfn2`` (perturbed QM9 conformers, GFN2-xTB) and ``matbench_chgnet`` (perturbed MatBench
-crystals, CHGNet). The same data is the default MFT auxiliary set for such runs.
+It stands in for DPA-3.1-3M where that cannot be downloaded (no internet, tests, the quickstart).
+Two branches, each trained on data this module generates and labels itself: ``qm9_gfn2``
+(perturbed QM9 conformers, GFN2-xTB) and ``matbench_chgnet`` (perturbed MatBench crystals,
+CHGNet). A seeded share of those frames ships with the checkpoint as the MFT auxiliary set.
+
+Recipes: ``small`` is the model oodbench ships (``oodbench-small``); ``tiny`` is a fast one for
+tests. Molecules in any test set of the canonical QM9 BOOM splits never enter the data (checked,
+and recorded in the checkpoint). Labelling is saved in chunks and training checkpoints every
+tenth of its steps, so a killed build resumes.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from ...datasets import DATASETS, load_dataset
-from ...errors import CorruptFileError, OodBenchError
-from ...io_utils import read_json
-from .auxdata import build_aux_set
-from .data import full_type_map
+from ...datasets import concat_structures, load_dataset
+from ...errors import OodBenchError
+from .auxdata import Frames, concat_frames, label_frames, perturb
+from .data import full_type_map, write_systems
 from .inputs import ENER_LOSS, VIRIAL_PREFS
 from .launcher import dp_train
 from .presets import PRESETS
-from .pretrained import STAND_IN, stand_in_dir
+from .standin import export_checkpoint, qm9_test_exclusion, read_embedded_meta, stand_in_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,68 +39,95 @@ PRETRAIN_SEED_OFFSET = 10_000
 CRYSTAL_SOURCES = ("matbench_dielectric", "matbench_log_gvrh", "matbench_perovskites")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainConfig:
+    """One stand-in recipe. ``n_molecules`` 0: every eligible QM9 molecule."""
+
+    recipe: str = "tiny"
+    preset: str = "tiny"
     n_molecules: int = 400
     n_crystals: int = 240
     n_copies: int = 2
     steps: int = 1500
     seed: int = 0
-    preset: str = "tiny"
+    holdout: float = 0.02
+    aux_frames: int = 100_000  # per branch, shipped as the MFT auxiliary set
     crystals: bool = True  # False: molecules-only stand-in (no MatBench data on this machine)
+
+    @property
+    def name(self) -> str:
+        return f"oodbench-{self.recipe}"
+
+
+RECIPES: dict[str, PretrainConfig] = {
+    "tiny": PretrainConfig(),
+    "small": PretrainConfig(recipe="small", preset="small", n_molecules=0, n_crystals=6000, n_copies=1,
+                            steps=20_000, aux_frames=8000),
+}
+
+
+def recipe(name: str, **overrides: Any) -> PretrainConfig:
+    from ...errors import UsageError
+
+    if name not in RECIPES:
+        raise UsageError(f"unknown stand-in recipe '{name}'; recipes: {', '.join(RECIPES)}")
+    return dataclasses.replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _sample(ids: list, n: int, rng: np.random.Generator) -> list:
-    if n >= len(ids):
+    if n <= 0 or n >= len(ids):
         return list(ids)
     return [ids[i] for i in sorted(rng.choice(len(ids), n, replace=False))]
 
 
-def build_aux_data(cfg: PretrainConfig, data_dir: str | None, out: Path, progress=None) -> dict[str, dict[str, Any]]:
-    """Generate and label both auxiliary sets; returns per-branch provenance."""
+def source_structures(cfg: PretrainConfig, data_dir: str | None) -> dict[str, dict[str, Any]]:
+    """Per branch: the perturbed structures to label, the labeller and what they came from."""
     rng = np.random.default_rng(cfg.seed)
     qm9 = load_dataset("qm9", data_dir)
-    mol_ids = _sample(qm9.ids_with_structures(), cfg.n_molecules, rng)
-    t = time.time()
-    mol = build_aux_set(qm9.structures.subset(mol_ids), "gfn2-xtb", out / MOLECULE_BRANCH,
-                        n_copies=cfg.n_copies, sigma=0.05, seed=cfg.seed, progress=progress)
-    info = {MOLECULE_BRANCH: {"labeller": "gfn2-xtb", "source": "qm9", "n_structures": len(mol_ids),
-                              "n_frames": len(mol.ids), "seconds": round(time.time() - t, 1),
-                              "systems": [str(s) for s in mol.systems], "virial": False}}
+    excluded, clean_for = qm9_test_exclusion()
+    eligible = [i for i in qm9.ids_with_structures() if i not in excluded]
+    mol_ids = _sample(eligible, cfg.n_molecules, rng)
+    out = {MOLECULE_BRANCH: {
+        "structures": perturb(qm9.structures.subset(mol_ids), cfg.n_copies, 0.05, 0.0, cfg.seed),
+        "labeller": "gfn2-xtb", "virial": False,
+        "source": {"dataset": "qm9", "n_structures": len(mol_ids), "n_eligible": len(eligible),
+                   "excluded": {"rule": "every id_test/ood_test molecule of these QM9 split files",
+                                "splits": clean_for, "n_excluded": len(excluded),
+                                "overlap_checked": not (set(mol_ids) & excluded)}}}}
     if not cfg.crystals:
-        return info
+        return out
     per = max(1, cfg.n_crystals // len(CRYSTAL_SOURCES))
-    parts = []
+    parts, used = [], {}
     for name in CRYSTAL_SOURCES:
         ds = load_dataset(name, data_dir)
-        parts.append((name, _sample(ds.ids_with_structures(), per, rng), ds.structures))
-    crystals = _concat([st.subset(ids) for _, ids, st in parts])
-    t = time.time()
-    cry = build_aux_set(crystals, "chgnet", out / CRYSTAL_BRANCH, n_copies=cfg.n_copies, sigma=0.03,
-                        strain=0.02, seed=cfg.seed, progress=progress)
-    info[CRYSTAL_BRANCH] = {"labeller": "chgnet", "source": "+".join(n for n, _, _ in parts),
-                            "n_structures": len(crystals), "n_frames": len(cry.ids),
-                            "seconds": round(time.time() - t, 1),
-                            "systems": [str(s) for s in cry.systems], "virial": True}
-    return info
+        ids = _sample(ds.ids_with_structures(), per, rng)
+        parts.append(ds.structures.subset(ids))
+        used[name] = len(ids)
+    out[CRYSTAL_BRANCH] = {
+        "structures": perturb(concat_structures(parts), cfg.n_copies, 0.03, 0.02, cfg.seed),
+        "labeller": "chgnet", "virial": True,
+        "source": {"datasets": used, "note": "MatBench crystals appear in MatBench test folds: their "
+                   "CHGNet energies and forces, never the benchmark targets, were seen in pretraining"}}
+    return out
 
 
-def _concat(parts):
-    from ...datasets import Structures
+def _fingerprint(st, labeller: str) -> str:
+    """Labels are reused only for exactly these frames and this labeller."""
+    import hashlib
 
-    ids, nums, pos, cells, offs = [], [], [], [], [0]
-    for st in parts:
-        ids += st.ids
-        nums.append(st.numbers)
-        pos.append(st.positions)
-        cells.append(st.cells)
-        offs.extend((st.offsets[1:] + offs[-1]).tolist())
-    return Structures(ids, np.concatenate(nums), np.concatenate(pos), np.array(offs), np.concatenate(cells))
+    h = hashlib.sha256(labeller.encode())
+    h.update(np.ascontiguousarray(st.positions).tobytes())
+    h.update(np.ascontiguousarray(st.numbers).tobytes())
+    return h.hexdigest()[:12]
 
 
-def multitask_input(aux: dict[str, dict[str, Any]], workdir: Path, cfg: PretrainConfig) -> dict[str, Any]:
+def holdout_rows(n: int, fraction: float, seed: int) -> np.ndarray:
+    k = max(1, int(round(n * fraction))) if fraction > 0 else 0
+    return np.sort(np.random.default_rng(seed + 1).permutation(n)[:k])
+
+
+def multitask_input(branches: dict[str, dict[str, Any]], workdir: Path, cfg: PretrainConfig) -> dict[str, Any]:
     preset = PRESETS[cfg.preset]
-    branches = list(aux)
     init_seed = PRETRAIN_SEED_OFFSET + cfg.seed  # never the same init as a seed-k Scratch run
     desc = dict(preset.descriptor, seed=init_seed)
     fitting = {"type": "ener", "neuron": list(preset.fitting_neuron), "resnet_dt": True,
@@ -109,59 +139,155 @@ def multitask_input(aux: dict[str, dict[str, Any]], workdir: Path, cfg: Pretrain
                                "fitting_net": dict(fitting)} for b in branches},
         },
         "learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-5,
-                          "decay_steps": max(1, cfg.steps // 10)},
-        "loss_dict": {b: dict(ENER_LOSS, **(VIRIAL_PREFS if aux[b]["virial"] else {})) for b in branches},
+                          "decay_steps": max(1, cfg.steps // 20)},
+        "loss_dict": {b: dict(ENER_LOSS, **(VIRIAL_PREFS if info["virial"] else {})) for b, info in branches.items()},
         "training": {
             "model_prob": {b: 1.0 / len(branches) for b in branches},
-            "data_dict": {b: {"training_data": {"systems": aux[b]["systems"], "batch_size": "auto:64"}}
-                          for b in branches},
-            "numb_steps": cfg.steps, "seed": cfg.seed, "disp_freq": max(1, cfg.steps // 20),
-            "save_freq": cfg.steps, "save_ckpt": str(workdir / "model.ckpt"),
-            "disp_file": str(workdir / "lcurve.out"),
+            "data_dict": {b: {"training_data": {"systems": info["systems"], "batch_size": "auto:64"}}
+                          for b, info in branches.items()},
+            "numb_steps": cfg.steps, "seed": cfg.seed, "disp_freq": max(1, cfg.steps // 50),
+            "save_freq": max(1, cfg.steps // 10), "max_ckpt_keep": 2,
+            "save_ckpt": str(workdir / "model.ckpt"), "disp_file": str(workdir / "lcurve.out"),
         },
     }
 
 
-def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = False) -> Path:
+def _label_branches(cfg: PretrainConfig, data_dir: str | None, work: Path, progress) -> dict[str, dict[str, Any]]:
+    """Label each branch (resumable), split off held-out frames, write deepmd systems."""
+    branches = {}
+    for branch, src in source_structures(cfg, data_dir).items():
+        t = time.time()
+        chunks = work / "labels" / f"{branch}-{_fingerprint(src['structures'], src['labeller'])}"
+        frames = label_frames(src["structures"], src["labeller"], chunks, progress=progress)
+        held = holdout_rows(len(frames), cfg.holdout, cfg.seed)
+        train = frames.take(np.setdiff1d(np.arange(len(frames)), held))
+        systems = write_systems(work / "data" / branch, train.structures, train.structures.ids, train.labels())
+        branches[branch] = {
+            "labeller": src["labeller"], "virial": src["virial"], "source": src["source"],
+            "n_frames": len(train), "n_holdout": len(held), "label_seconds": round(time.time() - t, 1),
+            "systems": [str(s) for s in systems.systems], "_train": train, "_holdout": frames.take(held)}
+    return branches
+
+
+def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = False,
+             output_dir: Path | None = None) -> Path:
     """Build (or reuse) the stand-in checkpoint; returns its path."""
-    out = stand_in_dir()
-    ckpt = out / f"{STAND_IN}.pt"
-    sidecar = ckpt.with_suffix(".json")
-    if ckpt.exists() and sidecar.exists() and not force:
-        try:
-            meta = read_json(sidecar)
-        except CorruptFileError:
-            meta = {}  # unreadable metadata: the checkpoint cannot be trusted to match; rebuild it
-        if isinstance(meta, dict) and meta.get("config") == asdict(cfg):
-            log.info("stand-in pretrained model already built: %s (use --force to rebuild)", ckpt)
-            return ckpt
-    missing = [n for n in ("qm9", *(CRYSTAL_SOURCES if cfg.crystals else ())) if n not in DATASETS]
-    if missing:
-        raise OodBenchError(f"datasets not registered: {missing}")
-    work = out / "work"
-    if work.exists():
-        shutil.rmtree(work)
+    out = Path(output_dir) if output_dir else stand_in_dir(cfg.name)
+    ckpt = out / f"{cfg.name}.pt"
+    if ckpt.exists() and not force and (read_embedded_meta(ckpt) or {}).get("config") == asdict(cfg):
+        log.info("stand-in pretrained model already built: %s (use --force to rebuild)", ckpt)
+        return ckpt
+    work = stand_in_dir(cfg.name) / "work"
     t0 = time.time()
     from ...progress import progress_bar, step_callback
     from .launcher import step_of
 
     with progress_bar() as progress:
-        aux = build_aux_data(cfg, data_dir, out / "aux", progress)
-        config = multitask_input(aux, work, cfg)
-        task = progress.add_task(f"training the stand-in ({len(aux)} branches)", total=cfg.steps)
-        dp_train(config, work, [], label="oodbench pretrain", on_line=step_callback(progress, task, step_of))
-    shutil.copyfile(work / "model.ckpt.pt", ckpt)
-    meta = {
+        branches = _label_branches(cfg, data_dir, work, progress)
+        config = multitask_input(branches, work / "train", cfg)
+        task = progress.add_task(f"training the stand-in ({len(branches)} branches)", total=cfg.steps)
+        dp_train(config, work / "train", _restart_args(work / "train", cfg, force), label="oodbench pretrain",
+                 on_line=step_callback(progress, task, step_of))
+    train_s = time.time() - t0
+    final = work / "train" / "model.ckpt.pt"
+    quality = {b: holdout_errors(final, b, info["_holdout"]) for b, info in branches.items()}
+    meta = _metadata(cfg, branches, quality, config, round(train_s, 1))
+    aux = {b: _aux_share(info["_train"], cfg.aux_frames, cfg.seed) for b, info in branches.items()}
+    return export_checkpoint(final, ckpt, meta, aux)
+
+
+def _restart_args(train_dir: Path, cfg: PretrainConfig, force: bool) -> list[str]:
+    """Resume a killed pretraining of the same recipe from its newest checkpoint; anything else
+    (or ``--force``) starts afresh."""
+    import json
+    import shutil
+
+    from .predict import list_checkpoints
+
+    stamp = train_dir / "recipe.json"
+    same = not force and stamp.exists() and json.loads(stamp.read_text()) == asdict(cfg)
+    if not same and train_dir.exists():
+        shutil.rmtree(train_dir)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(asdict(cfg)))
+    ckpts = list_checkpoints(train_dir)
+    return ["--restart", str(ckpts[-1][1])] if ckpts else []
+
+
+def _aux_share(frames: Frames, n: int, seed: int) -> Frames:
+    rows = np.sort(np.random.default_rng(seed + 2).permutation(len(frames))[:n])
+    return frames.take(rows)
+
+
+def _metadata(cfg: PretrainConfig, branches: dict, quality: dict, config: dict, seconds: float) -> dict[str, Any]:
+    from ...versions import package_versions
+
+    return {
         "stand_in": True,
-        "note": (f"{STAND_IN}: small offline stand-in for DPA-3.1-3M, trained by `oodbench pretrain` on "
-                 "GFN2-xTB-labelled QM9 conformers and CHGNet-labelled MatBench crystals (stand-ins "
-                 "for SPICE2/OMat24); not comparable to published DPA3 numbers"),
+        "name": cfg.name,
+        "note": (f"{cfg.name}: small offline stand-in for DPA-3.1-3M, trained by `oodbench pretrain --recipe "
+                 f"{cfg.recipe}` on GFN2-xTB-labelled QM9 conformers and CHGNet-labelled MatBench crystals "
+                 "(stand-ins for SPICE2/OMat24); not comparable to published DPA3 numbers"),
         "aux_branch_for": {"molecules": MOLECULE_BRANCH, **({"crystals": CRYSTAL_BRANCH} if cfg.crystals else {})},
-        "aux_data": aux,
+        "data": {b: {k: v for k, v in info.items() if not k.startswith("_") and k != "systems"}
+                 for b, info in branches.items()},
+        "holdout_errors": quality,
         "config": asdict(cfg),
-        "train_seconds": round(time.time() - t0, 1),
-        "deepmd_input": config,
+        "recipe_command": f"oodbench pretrain --recipe {cfg.recipe} --force",
+        "build_seconds": seconds,
+        "versions": package_versions("deepmd-kit", "torch", "tblite", "chgnet"),
+        "deepmd_input": {k: v for k, v in config.items() if k != "training"},
     }
-    sidecar.write_text(json.dumps(meta, indent=1))
-    log.info("stand-in pretrained model written to %s (%.0f s)", ckpt, time.time() - t0)
-    return ckpt
+
+
+def holdout_errors(checkpoint: Path, branch: str, frames: Frames) -> dict[str, float]:
+    """The force field at its own job on frames it never saw, next to the labels' spread: energy
+    per atom after removing a per-element linear fit, and force components."""
+    from .predict import load_model
+
+    if not len(frames):
+        return {}
+    model = load_model(checkpoint, branch)
+    e_pred, f_pred = _predict_energy_forces(model, frames)
+    nat = frames.structures.natoms()
+    composition = _composition(frames)
+    coef, *_ = np.linalg.lstsq(composition, frames.energy, rcond=None)
+    resid = (frames.energy - composition @ coef) / nat
+    return {"n_frames": len(frames),
+            "energy_rmse_ev_per_atom": float(np.sqrt(np.mean(((e_pred - frames.energy) / nat) ** 2))),
+            "energy_spread_ev_per_atom": float(np.std(resid)),
+            "force_rmse_ev_per_a": float(np.sqrt(np.mean((f_pred - frames.force) ** 2))),
+            "force_spread_ev_per_a": float(np.std(frames.force))}
+
+
+def _composition(frames: Frames) -> np.ndarray:
+    st = frames.structures
+    elements = np.unique(st.numbers)
+    out = np.zeros((len(st), len(elements)))
+    for k in range(len(st)):
+        z = st.numbers[st.offsets[k]:st.offsets[k + 1]]
+        out[k] = [(z == e).sum() for e in elements]
+    return out
+
+
+def _predict_energy_forces(model, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
+    st = frames.structures
+    e_pred, f_pred = np.zeros(len(st)), np.zeros_like(frames.force)
+    nat = st.natoms()
+    for n in np.unique(nat):
+        sel = np.flatnonzero(nat == n)
+        idx = st.offsets[sel][:, None] + np.arange(n)[None, :]
+        box = None if st.cells is None else st.cells[sel].reshape(len(sel), 9)
+        e, f, _ = model.eval(st.positions[idx].reshape(len(sel), -1), box, (st.numbers[idx] - 1).astype(int),
+                             mixed_type=True)
+        e_pred[sel] = np.asarray(e).reshape(-1)
+        f_pred[idx.reshape(-1)] = np.asarray(f).reshape(-1, 3)
+    return e_pred, f_pred
+
+
+def check_buildable(cfg: PretrainConfig) -> None:
+    if cfg.preset not in PRESETS:
+        raise OodBenchError(f"recipe {cfg.recipe}: unknown preset {cfg.preset}")
+
+
+__all__ = ["CRYSTAL_BRANCH", "MOLECULE_BRANCH", "RECIPES", "PretrainConfig", "concat_frames", "pretrain", "recipe"]

@@ -1,8 +1,8 @@
 """Resolve ``--pretrained`` to a checkpoint file and read what fine-tuning needs from it.
 
 Accepted: a path to a deepmd ``.pt`` checkpoint; a name from deepmd-kit's own pretrained
-registry (``DPA-3.1-3M``..., downloaded and sha256-checked by deepmd into its cache); or
-``oodbench-tiny``, the small stand-in that ``oodbench pretrain`` builds offline.
+registry (``DPA-3.1-3M``..., downloaded and sha256-checked by deepmd into its cache); or an
+oodbench stand-in: ``oodbench-small`` (shipped in the package) or one ``oodbench pretrain`` built.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CorruptFileError, DataMissingError, UsageError
-from ...io_utils import read_json, sha256_file
-from ...paths import cache_dir
+from ...io_utils import sha256_file
+from .standin import SHIPPED, find_stand_in, read_embedded_meta, stand_in_names
 
-STAND_IN = "oodbench-tiny"
-
-
-def stand_in_dir() -> Path:
-    return cache_dir() / "pretrained" / STAND_IN
+STAND_IN = SHIPPED
 
 
 @dataclass
@@ -70,19 +66,19 @@ def resolve_path(spec: str) -> tuple[str, Path]:
     p = Path(spec).expanduser()
     if p.exists():
         return p.stem, p.resolve()
-    if spec == STAND_IN:
-        path = stand_in_dir() / f"{STAND_IN}.pt"
-        if not path.exists():
-            raise DataMissingError(
-                f"stand-in pretrained model not built yet ({path}); run `oodbench pretrain` first"
-            )
+    if spec in stand_in_names():
+        path = find_stand_in(spec)
+        if path is None:
+            recipe = spec.removeprefix("oodbench-")
+            raise DataMissingError(f"stand-in {spec} not built yet; run `oodbench pretrain --recipe {recipe}` first")
         return spec, path
     if spec.endswith((".pt", ".pth")) or "/" in spec:
         raise DataMissingError(f"pretrained checkpoint {spec} not found; check the path")
     names = _registry_names()
     if spec not in names:
         raise UsageError(
-            f"unknown pretrained model '{spec}'; give a .pt path, '{STAND_IN}', or one of: {', '.join(names)}"
+            f"unknown pretrained model '{spec}'; give a .pt path, {' or '.join(stand_in_names())}, "
+            f"or one of: {', '.join(names)}"
         )
     try:
         return spec, _download_quietly(spec)
@@ -90,7 +86,7 @@ def resolve_path(spec: str) -> tuple[str, Path]:
         raise DataMissingError(
             f"could not get {spec} ({type(exc).__name__}: {str(exc)[:80]}); download it where there is "
             f"internet with `dp pretrained download {spec}` and pass --pretrained PATH, or use "
-            f"--pretrained {STAND_IN} (built by `oodbench pretrain`)"
+            f"--pretrained {STAND_IN} (shipped with oodbench, an offline stand-in)"
         ) from None
 
 
@@ -132,13 +128,7 @@ def _model_params(path: Path) -> dict[str, Any]:
 def load_pretrained(spec: str) -> PretrainedModel:
     name, path = resolve_path(spec)
     params = _model_params(path)
-    meta: dict[str, Any] = {}
-    sidecar = path.with_suffix(".json")
-    if sidecar.exists():
-        meta = read_json(sidecar)
-        if not isinstance(meta, dict):
-            raise CorruptFileError(f"{sidecar}: expected a JSON object; rebuild with `oodbench pretrain --force` "
-                                   "or delete it")
+    meta = read_embedded_meta(path) or {}
     if "model_dict" in params:
         shared = params.get("shared_dict", {})
         branches = list(params["model_dict"])
