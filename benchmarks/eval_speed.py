@@ -43,8 +43,8 @@ def train_checkpoint(workdir: Path) -> Path:
 
 def worker(checkpoint: str, n: int, out: str) -> None:
     """Predict ``n`` seeded QM9 molecules, grouped by atom count as the harness does."""
-    from ood_bench.backends.deepmd.predict import load_model, predict
     from ood_bench.backends.deepmd.data import write_systems
+    from ood_bench.backends.deepmd.predict import load_model, predict
     from ood_bench.datasets import load_dataset
 
     qm9 = load_dataset("qm9", None)
