@@ -17,7 +17,7 @@ from ood_bench.evaluate import evaluate_sets
 from ood_bench.leaderboard import build_leaderboard
 from ood_bench.leaderboard.aggregate import FoldCounter, dropped_structures, measured_label, records_frame, summarize
 from ood_bench.leaderboard.baselines import MATBENCH_DATASETS, OOD_METHODS, QM9_PROPERTIES, load_cards
-from ood_bench.leaderboard.figures import fold_error_panels
+from ood_bench.leaderboard.figures import MAX_ID_OOD_RUNS, fold_error_panels, measured_id_ood_figures
 from ood_bench.leaderboard.tables import (
     competition_ranks,
     matbench_layout,
@@ -384,7 +384,9 @@ def test_build_writes_markdown_and_figures(tmp_path):
     out = build_leaderboard(results, splits_dir=tmp_path / "none")
     names = sorted(p.name for p in out["figures"])
     assert names == ["data_efficiency_qm9_gap.png", "fold_errors_matbench-dielectric.png",
-                     "id_vs_ood_dpa3_tiny.png", "id_vs_ood_reported_dpa3.png"]
+                     "id_vs_ood_dpa3_tiny.png", "id_vs_ood_reported_dpa3.png",
+                     "measured_id_ood_qm9_boom-gap_gap_tf0-25.png", "measured_id_ood_qm9_boom-gap_gap_tf0-5.png",
+                     "measured_id_ood_qm9_boom-gap_gap_tf1.png", "measured_id_ood_qm9_boom-homo_homo_tf1.png"]
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in out["figures"])
     md = out["markdown"].read_text()
     assert out["markdown"] == results / "LEADERBOARD.md"
@@ -395,6 +397,31 @@ def test_build_writes_markdown_and_figures(tmp_path):
     assert "appear here once measured records exist" not in md
     assert "## Other measured results" in md and "train fraction 0.25" in md
     assert "How to read this" in md and "competition ranking" in md
+
+
+def test_measured_id_vs_ood_figure_at_a_single_reduced_fraction(tmp_path, cards):
+    """Runs at one reduced training fraction still get their measured numbers drawn (first figure);
+    a split with one test set (MatBench) gets no such figure."""
+    results = tmp_path / "results"
+    y = np.linspace(0.0, 1.0, 10)
+    for strategy in ("scratch", "mft"):
+        for seed in (0, 1):
+            write(results, qm9_record(seed, y, y + 0.01 * (seed + 1), y, y + 0.03 * (seed + 1), strategy=strategy,
+                                      preset="tiny", train_fraction=0.02))
+    for f in range(5):
+        write(results, make_record("matbench_dielectric", "random", f, "dpa3", "mft", 0, {"test": (y, y + 0.1)},
+                                   preset="tiny"))
+    out = build_leaderboard(results, splits_dir=tmp_path / "none")
+    png = results / "figures" / "measured_id_ood_qm9_boom-gap_gap_tf0-02.png"
+    assert out["figures"][0] == png and png.read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in out["figures"] if p.name.startswith("measured_id_ood_matbench")]
+    figures = out["markdown"].read_text().split("## Figures")[1]
+    caption = "Measured ID vs OOD RMSE on qm9 boom-gap (gap), train fraction 0.02 (OOD/ID ratio above each pair)"
+    assert figures.lstrip().startswith(f"- [{caption}](figures/{png.name})")
+    # More runs than a figure holds: the first ones in table order, and the caption says so.
+    recs = [qm9_record(0, y, y + 0.01, y, y + 0.02, variant=f"v{k:02d}") for k in range(MAX_ID_OOD_RUNS + 2)]
+    (fig,) = measured_id_ood_figures(summary_of_records(recs), cards, tmp_path / "many")
+    assert f"the first {MAX_ID_OOD_RUNS} of {MAX_ID_OOD_RUNS + 2} runs, in table order" in fig.caption
 
 
 def test_cli_prints_where_files_are_and_warns_about_skipped_once(tmp_path, capsys):

@@ -28,7 +28,14 @@ from .aggregate import (
 )
 from .baselines import QM9, Card, load_cards, matbench_cards, qm9_cards
 from .compare import RANDOM_SPLIT, ablation_layout, ablation_table, comparison_table, strategy_roles
-from .figures import Figure, ablation_figures, data_efficiency_figures, fold_error_figures, id_vs_ood_figures
+from .figures import (
+    Figure,
+    ablation_figures,
+    data_efficiency_figures,
+    fold_error_figures,
+    id_vs_ood_figures,
+    measured_id_ood_figures,
+)
 from .tables import (
     MARK,
     MISSING,
@@ -109,6 +116,7 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
     summary = summarize(frame, FoldCounter(splits_dir))
     figs: list[Figure] = []
     if figures:
+        figs += measured_id_ood_figures(summary, cards, fig_dir)
         figs += id_vs_ood_figures(cards, summary, fig_dir)
         figs += fold_error_figures(frame, summary, cards, fig_dir)
         figs += data_efficiency_figures(frame, cards, fig_dir)

@@ -1,5 +1,8 @@
 """Leaderboard figures (PNG, matplotlib's Agg canvas; no pyplot state, safe in any process).
 
+- ``measured_id_ood_<dataset>_<split>_<property>_tf<fraction>.png``: measured ID and OOD test error
+  of every run family of one (dataset, split, property, training fraction) with both, side by side,
+  their OOD/ID ratio above each pair: the measured numbers at any training fraction, even a single one.
 - ``fold_errors_<dataset>.png``: per-fold test error of each measured run, one panel per split
   (like the paper's Figs. 6-8).
 - ``id_vs_ood_reported_<model>.png`` / ``id_vs_ood_<model>_<preset>.png``: ID and OOD
@@ -22,24 +25,29 @@ import pandas as pd
 
 from .aggregate import (
     RUN,
+    Cell,
     Run,
     has_several_targets,
     headline_metric,
+    measured_tags,
     model_label,
     reference_strategy,
+    run_name,
     runs_sorted,
     strategy_label,
     strategy_rank,
 )
 from .baselines import (
     MATBENCH_PAPER_NAMES,
+    MATBENCH_UNITS,
     QM9,
     QM9_PROPERTIES,
+    QM9_UNITS,
     SPLIT_TO_METHOD,
     Card,
     card_for_run,
 )
-from .tables import QM9_HEADERS, split_row_label, split_sort_key
+from .tables import MISSING, QM9_HEADERS, _main_metric, split_row_label, split_sort_key
 
 DPI = 110
 
@@ -308,6 +316,123 @@ def id_vs_ood_figures(cards: list[Card], summary: pd.DataFrame, out: Path) -> li
             caption = f"{label}: OOD/ID RMSE ratio per property{note}"
         if p:
             figs.append(Figure(p, caption))
+    return figs
+
+
+# --------------------------------------------------------------------------- measured ID vs OOD
+
+MAX_ID_OOD_RUNS = 12  # pairs of bars per figure; more would be unreadable
+ID_OOD_SETS = ("id_test", "ood_test")
+ID_OOD_GROUP = ["dataset", "split", "property", "train_fraction"]
+
+
+@dataclass
+class IdOodGroup:
+    """Measured ID and OOD cells of the runs of one (dataset, split, property, training fraction)."""
+
+    dataset: str
+    split: str
+    prop: str
+    train_fraction: float
+    metric: str
+    runs: list[tuple[Run, Cell, Cell]]  # (run, ID cell, OOD cell) with numbers, in table order
+    n_runs: int                         # runs with both numbers, before keeping the first MAX_ID_OOD_RUNS
+    n_partial: int = 0                  # runs with an ID and an OOD cell, one of them without a number
+
+    def name(self) -> str:
+        """``qm9 boom-gap (gap), train fraction 0.02``: the group as captions name it."""
+        prop = f" ({self.prop})" if self.prop else ""
+        frac = "full training set" if self.train_fraction == 1.0 else f"train fraction {self.train_fraction:g}"
+        return f"{self.dataset} {self.split}{prop}, {frac}"
+
+    def stem(self) -> str:
+        """File name (no suffix), unique per group."""
+        parts = [_slug(p) for p in (self.dataset, self.split, self.prop) if p]
+        return "_".join(["measured_id_ood", *parts, f"tf{_slug(f'{self.train_fraction:g}')}"])
+
+
+def _has_number(cell: Cell | None) -> bool:
+    return cell is not None and cell.complete and cell.mean is not None
+
+
+def _id_ood_group(key: tuple, g: pd.DataFrame) -> IdOodGroup | None:
+    """One group's runs that have both an ID and an OOD number (None when no run has)."""
+    runs, partial = [], 0
+    for run_key, r in g.groupby(RUN, sort=False, dropna=False):
+        cells = {row.set: row.cell for row in r.itertuples()}
+        if all(_has_number(cells.get(s)) for s in ID_OOD_SETS):
+            runs.append((Run(*run_key), cells["id_test"], cells["ood_test"]))
+        elif set(ID_OOD_SETS) <= set(cells):
+            partial += 1
+    if not runs:
+        return None
+    runs.sort(key=lambda t: t[0].sort_key())
+    dataset, split, prop, frac = key
+    return IdOodGroup(str(dataset), str(split), str(prop), float(frac), headline_metric(str(dataset)),
+                      runs[:MAX_ID_OOD_RUNS], len(runs), partial)
+
+
+def measured_id_ood_groups(summary: pd.DataFrame) -> list[IdOodGroup]:
+    """Every group with a measured ID and OOD number on the headline metric, in table order."""
+    if summary.empty:
+        return []
+    main = summary[_main_metric(summary) & summary["set"].isin(ID_OOD_SETS)]
+    groups = [_id_ood_group(key, g) for key, g in main.groupby(ID_OOD_GROUP, sort=False, dropna=False)]
+    return sorted((g for g in groups if g), key=lambda g: (g.dataset, split_sort_key(g.split, g.prop), g.prop,
+                                                         g.split, g.train_fraction))
+
+
+def _pair_labels(runs: list[Run], cards: list[Card]) -> list[str]:
+    """Short tick labels: strategy (or model-strategy when models differ), then the run's tags."""
+    several_models = len({r.model for r in runs}) > 1
+    labels = []
+    for r in runs:
+        name = run_name(r.model, r.strategy, cards) if several_models else strategy_label(r.strategy)
+        tags = [t for t in measured_tags(r.model, r.preset, r.stand_in, 1.0, r.variant) if t != "measured"]
+        labels.append("\n".join([name, *tags]))
+    return labels if len(set(labels)) == len(labels) else [r.label(cards) for r in runs]
+
+
+def _unit(dataset: str, prop: str) -> str:
+    unit = QM9_UNITS.get(prop) if dataset == QM9 else MATBENCH_UNITS.get(dataset)
+    return f" [{unit}]" if unit else ""
+
+
+def _draw_id_ood(ax, group: IdOodGroup, labels: list[str]) -> None:
+    """ID and OOD bars per run (error bars: standard error, 2+ seeds), OOD/ID ratio above each pair."""
+    x = np.arange(len(group.runs))
+    for k, dx, role, color in ((1, -0.2, "ID test", "#4c72b0"), (2, 0.2, "OOD test", "#dd8452")):
+        cells = [t[k] for t in group.runs]
+        se = [np.nan if c.se is None else c.se for c in cells]
+        ax.bar(x + dx, [c.mean for c in cells], 0.4, label=role, color=color,
+               yerr=se if not np.all(np.isnan(se)) else None, capsize=3, error_kw={"lw": 1})
+    for xi, (_, a, b) in zip(x, group.runs, strict=True):
+        top = max(a.mean + (a.se or 0.0), b.mean + (b.se or 0.0))
+        ratio = f"{b.mean / a.mean:.2f}" if a.mean > 0 else MISSING
+        ax.annotate(ratio, (xi, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                    fontsize=7)
+    ax.set_ylim(0, 1.3 * max(max(a.mean + (a.se or 0.0), b.mean + (b.se or 0.0)) for _, a, b in group.runs))
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel(f"test {group.metric.upper()}{_unit(group.dataset, group.prop)}")
+    ax.legend(fontsize=7, ncol=2, loc="upper left")  # above the bars and ratios: the top 30% is kept free
+
+
+def measured_id_ood_figures(summary: pd.DataFrame, cards: list[Card], out: Path) -> list[Figure]:
+    """Measured ID vs OOD error per group, at any training fraction: the measured gap, drawn."""
+    figs: list[Figure] = []
+    for group in measured_id_ood_groups(summary):
+        fig, axes = _new_figure(1, 1, w=max(5.5, 0.9 * len(group.runs) + 1.5), h=3.8)
+        _draw_id_ood(axes[0, 0], group, _pair_labels([t[0] for t in group.runs], cards))
+        metric = group.metric.upper()
+        fig.suptitle(f"Measured {metric}, {group.name()}\nmean over seeds, error bars: standard error (2+ seeds), "
+                     "above each pair: OOD/ID", fontsize=8)
+        path = _save(fig, out / f"{group.stem()}.png")
+        notes = ["OOD/ID ratio above each pair"]
+        if group.n_runs > len(group.runs):
+            notes.append(f"the first {len(group.runs)} of {group.n_runs} runs, in table order")
+        if group.n_partial:
+            notes.append(f"{group.n_partial} run(s) with a partial cell not drawn")
+        figs.append(Figure(path, f"Measured ID vs OOD {metric} on {group.name()} ({'; '.join(notes)})"))
     return figs
 
 
