@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--fold", default="0")
     ap.add_argument("--strategy", default="ft")
     ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--pretrained", default="oodbench-tiny")
+    ap.add_argument("--pretrained", default="oodbench-small")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         spec = RunSpec(key=RunKey(args.dataset, args.split, args.fold, "dpa3", args.strategy, 0, 1.0, args.property),

@@ -134,7 +134,10 @@ def test_dpa3_frozen_is_closed_form_linear_probing_on_the_pretrained_descriptor(
 
 
 def test_installed_package_finds_splits_and_cards_from_any_folder(tmp_path):
-    """A built wheel carries the canonical split files and cards (ood_bench/bundled/)."""
+    """A built wheel carries the canonical split files and cards (ood_bench/bundled/) and the
+    shipped stand-in checkpoint."""
+    from ood_bench.io_utils import sha256_file
+
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(tmp_path)],
                          capture_output=True, text=True, timeout=600)
     if out.returncode != 0 and "setuptools" in out.stderr and "Could not" in out.stderr:
@@ -159,6 +162,15 @@ def test_installed_package_finds_splits_and_cards_from_any_folder(tmp_path):
                              cwd=elsewhere, env=env)
     assert listing.returncode == 0, listing.stderr
     assert "boom-gap" in listing.stdout and "omee2024-LOCO" in listing.stdout
+    # the shipped stand-in loads from the installed package (no rebuilt copy in an empty cache)
+    env["OODBENCH_CACHE_DIR"] = str(tmp_path / "empty-cache")
+    code = ("from ood_bench.backends.deepmd.pretrained import load_pretrained as l; m = l('oodbench-small');"
+            "print(m.path, m.sha256, m.stand_in)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    path, sha, flag = res.stdout.split()
+    shipped = REPO / "ood_bench" / "pretrained" / "oodbench-small.pt"
+    assert Path(path).is_relative_to(site) and sha == sha256_file(shipped) and flag == "True"
 
 
 def test_a_crash_between_model_and_record_never_leaves_an_old_record_beside_a_new_model(env, tmp_path,

@@ -15,9 +15,10 @@ from . import data_dir_option, splits_dir_option
 @click.option("--results-dir", type=click.Path(file_okay=False), default=None,
               help="Where its records and leaderboard go [default: results/quickstart].")
 def quickstart(steps, train_fraction, data_dir, splits_dir, results_dir) -> None:
-    """Run the pipeline end to end on the embedded default (CPU, ~10 minutes): stand-in
-    pretrained model, QM9 BOOM gap split, tiny DPA3 Scratch/FT/MFT on a 2% training subset,
-    leaderboard with those measured rows (results/quickstart/LEADERBOARD.md). It always reruns.
+    """Run the pipeline end to end on the embedded default (CPU, under 10 minutes on 2 cores):
+    the shipped stand-in pretrained model (oodbench-small), QM9 BOOM gap split, DPA3 Scratch/FT/MFT
+    on a 2% training subset, a summary of those rows in the terminal and a leaderboard with them
+    first (results/quickstart/LEADERBOARD.md). It always reruns.
 
     \b
     Example:

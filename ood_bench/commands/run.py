@@ -44,8 +44,9 @@ def _csv(value: str) -> list[str]:
               help="Model preset, e.g. tiny (CPU) or paper (Table 8) for dpa3 [default: the model's; see "
                    "`oodbench models`].")
 @click.option("--pretrained", default=None,
-              help="Checkpoint path, a deepmd-kit registry name (DPA-3.1-3M) or oodbench-tiny "
-                   "[default: DPA-3.1-3M for paper, oodbench-tiny for tiny].")
+              help="Checkpoint path, a deepmd-kit registry name (DPA-3.1-3M) or a stand-in (oodbench-small, "
+                   "shipped; oodbench-tiny, built by `oodbench pretrain --recipe tiny`) "
+                   "[default: DPA-3.1-3M for paper, oodbench-small otherwise].")
 @click.option("--aux-branch", default=None, help="MFT: force-field branch of the checkpoint to keep training.")
 @click.option("--aux-data", multiple=True, type=click.Path(exists=False),
               help="MFT: deepmd-format force-field data (folder of systems); repeatable.")

@@ -1,0 +1,93 @@
+"""The stand-in pretrained models: the shipped ``oodbench-small`` carries its flag, provenance and
+exclusion inside the checkpoint, is good at its own job, and its auxiliary data loads; a build
+labels in resumable chunks and reuses an identical finished build."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ood_bench.backends.deepmd.pretrain import MOLECULE_BRANCH, RECIPES
+from ood_bench.backends.deepmd.standin import (
+    SHIPPED,
+    aux_systems,
+    qm9_test_exclusion,
+    read_embedded_meta,
+    shipped_dir,
+)
+
+SHIPPED_PT = shipped_dir() / f"{SHIPPED}.pt"
+
+
+@pytest.fixture(scope="module")
+def shipped_meta() -> dict:
+    assert SHIPPED_PT.exists(), f"{SHIPPED_PT} is not in the package"
+    meta = read_embedded_meta(SHIPPED_PT)
+    assert meta is not None, "the shipped checkpoint has no embedded oodbench metadata"
+    return meta
+
+
+def test_shipped_checkpoint_says_it_is_a_stand_in_and_how_it_was_made(shipped_meta):
+    assert shipped_meta["stand_in"] is True and shipped_meta["name"] == SHIPPED
+    assert shipped_meta["config"] == dataclasses.asdict(RECIPES["small"])
+    assert shipped_meta["recipe_command"].startswith("oodbench pretrain --recipe small")
+    mol = shipped_meta["data"][MOLECULE_BRANCH]
+    assert mol["labeller"] == "gfn2-xtb" and mol["n_frames"] + mol["n_holdout"] >= 50_000
+
+
+def test_shipped_stand_in_never_saw_a_boom_test_molecule(shipped_meta):
+    """The exclusion is recorded against the split files as they are now: a changed split file
+    means the stand-in must be rebuilt, and this test says so."""
+    excluded = shipped_meta["data"][MOLECULE_BRANCH]["source"]["excluded"]
+    ids, splits = qm9_test_exclusion()
+    assert excluded["splits"] == splits, "canonical QM9 splits changed since the stand-in was built: rebuild it"
+    assert excluded["n_excluded"] == len(ids) and excluded["overlap_checked"] is True
+
+
+def test_shipped_stand_in_is_good_at_its_own_job(shipped_meta):
+    """Held-out force errors well below the spread of the labels: it learned the force field."""
+    for branch, err in shipped_meta["holdout_errors"].items():
+        assert err["n_frames"] > 0, branch
+        assert err["force_rmse_ev_per_a"] < 0.5 * err["force_spread_ev_per_a"], (branch, err)
+
+
+def test_shipped_aux_frames_become_deepmd_systems(shipped_meta, tmp_path, monkeypatch):
+    monkeypatch.setenv("OODBENCH_CACHE_DIR", str(tmp_path))
+    aux_systems.cache_clear()
+    for branch, n in shipped_meta["aux_file"]["frames"].items():
+        systems = aux_systems(SHIPPED_PT, branch)
+        assert systems and all(str(tmp_path) in s for s in systems)
+        frames = sum(len(np.load(f"{s}/set.000/energy.npy")) for s in systems)
+        assert frames == n, branch
+    aux_systems.cache_clear()
+
+
+def test_labelling_resumes_from_its_chunks(fixture_data, tmp_path):
+    from ood_bench.backends.deepmd.auxdata import label_frames, perturb
+    from ood_bench.datasets import load_dataset
+
+    qm9 = load_dataset("qm9", fixture_data)
+    st = perturb(qm9.structures.subset(qm9.ids_with_structures()[:24]), 1, 0.05, 0.0, 0)
+    first = label_frames(st, "gfn2-xtb", tmp_path, chunk=10)
+    chunks = sorted(tmp_path.glob("chunk*.npz"))
+    assert len(chunks) == 3
+    kept = {p: p.stat().st_mtime_ns for p in chunks[:2]}
+    chunks[2].unlink()  # killed before the last chunk landed
+    again = label_frames(st, "gfn2-xtb", tmp_path, chunk=10)
+    assert {p: p.stat().st_mtime_ns for p in chunks[:2]} == kept  # finished chunks not redone
+    assert again.structures.ids == first.structures.ids
+    np.testing.assert_allclose(again.energy, first.energy, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(again.force, first.force, rtol=0, atol=1e-8)
+
+
+def test_built_stand_in_embeds_its_metadata_and_is_reused(stand_in, fixture_data):
+    from ood_bench.backends.deepmd.pretrain import pretrain
+
+    meta = read_embedded_meta(stand_in.path)
+    assert stand_in.stand_in and meta["stand_in"] is True
+    assert set(meta["holdout_errors"]) == set(meta["data"]) and meta["aux_file"]["frames"]
+    cfg = RECIPES["tiny"].__class__(**meta["config"])
+    before = stand_in.path.stat().st_mtime_ns
+    assert pretrain(cfg, str(fixture_data)) == stand_in.path and stand_in.path.stat().st_mtime_ns == before
