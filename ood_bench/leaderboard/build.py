@@ -28,6 +28,7 @@ from .aggregate import (
 )
 from .baselines import QM9, Card, load_cards, matbench_cards, qm9_cards
 from .compare import RANDOM_SPLIT, ablation_layout, ablation_table, comparison_table, strategy_roles
+from .ensembles import ensemble_frame, ensemble_table
 from .figures import (
     Figure,
     ablation_figures,
@@ -122,7 +123,7 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
         figs += data_efficiency_figures(frame, cards, fig_dir)
         figs += ablation_figures(summary, fig_dir)
     text = render_markdown(cards, summary, frame, figs, problems, out_md, results,
-                           dropped=dropped_structures(records))
+                           dropped=dropped_structures(records), ensembles=ensemble_frame(records))
     atomic_write_bytes(out_md, text.encode("utf-8"))
     return {
         "markdown": out_md,
@@ -221,11 +222,12 @@ def _measured_footnotes(cards: list[Card], summary: pd.DataFrame) -> list[str]:
 
 
 def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFrame, figs: list[Figure],
-                    problems: list, out_md: Path, results: Path, dropped: list[Dropped] | None = None) -> str:
+                    problems: list, out_md: Path, results: Path, dropped: list[Dropped] | None = None,
+                    ensembles: pd.DataFrame | None = None) -> str:
     n_records = 0 if frame.empty else frame["path"].nunique()
     here = out_md.parent
     runs_rel = _rel(results / "runs", here)
-    extra = _comparison_sections(cards, summary, figs, here)
+    extra = _comparison_sections(cards, summary, figs, here, ensembles)
     extra_contents = "".join(f" · [{title}](#{anchor})" for title, anchor, _ in extra)
     L: list[str] = [
         "# oodbench leaderboard",
@@ -311,9 +313,9 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
 
 
 def _comparison_sections(cards: list[Card], summary: pd.DataFrame, figs: list[Figure],
-                         here: Path) -> list[tuple[str, str, list[str]]]:
-    """(contents title, anchor, markdown lines) of the strategy comparison and the ablation
-    sections; a section with nothing to show is left out."""
+                         here: Path, ensembles: pd.DataFrame | None = None) -> list[tuple[str, str, list[str]]]:
+    """(contents title, anchor, markdown lines) of the strategy comparison, seed ensemble and
+    ablation sections; a section with nothing to show is left out."""
     roles = strategy_roles()
     ref = strategy_label(roles.reference)
     out = []
@@ -331,6 +333,19 @@ def _comparison_sections(cards: list[Card], summary: pd.DataFrame, figs: list[Fi
             f"(MatBench): its error is the OOD error and the same run's error on the `{RANDOM_SPLIT}` split is the ID "
             "error (empty without one). Strategies that need no pretrained model are compared with the runs of "
             "every checkpoint. Only complete cells give numbers; `partial` cells give none.", "", comparison, ""]))
+    ens = ensemble_table(ensembles, cards) if ensembles is not None else None
+    if ens:
+        out.append(("Seed ensembles", "seed-ensembles", [
+            "## Seed ensembles", "",
+            "Derived from the records above, no retraining: the runs of a setup and strategy that differ only by "
+            "seed (2+ seeds: the members) averaged per structure id (only ids every member predicted; others are "
+            "counted as dropped), on each test set, on the dataset's headline metric. Ensemble: error of the mean "
+            "prediction; Mean member: the members' mean error on the same ids. The members' spread (population std "
+            "over seeds) is the uncertainty: Spearman(abs. error, spread) is the rank correlation of the "
+            "ensemble's absolute error with it (zero-spread structures left out; higher = the spread ranks the "
+            "errors), Miscal. area the miscalibration area of N(mean, spread) (Tran et al. 2020: mean |observed - "
+            "expected| fraction inside the central intervals, 0 = calibrated, 0.5 = worst). Measured; with several "
+            "folds, each value is the mean over the folds that have an ensemble.", "", ens, ""]))
     groups = ablation_layout(summary, roles)
     if groups:
         mft = strategy_label(roles.multi_task) if roles.multi_task else ""
