@@ -62,7 +62,7 @@ class PretrainConfig:
 RECIPES: dict[str, PretrainConfig] = {
     "tiny": PretrainConfig(),
     "small": PretrainConfig(recipe="small", preset="small", n_molecules=0, n_crystals=6000, n_copies=1,
-                            steps=20_000, aux_frames=8000),
+                            steps=16_000, aux_frames=8000),
 }
 
 
