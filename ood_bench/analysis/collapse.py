@@ -592,7 +592,10 @@ def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = 
                    for res in results],
         "summary": summarize(results),
     }
-    (out_dir / "collapse.json").write_text(json.dumps(body, indent=1, default=_json_default) + "\n")
+    from ..paths import portable, portable_roots
+
+    body = portable(json.loads(json.dumps(body, default=_json_default)), portable_roots(results=results_dir))
+    (out_dir / "collapse.json").write_text(json.dumps(body, indent=1) + "\n")
     (out_dir / "collapse.md").write_text(render_markdown(body))
     return body
 
