@@ -61,6 +61,7 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
     from .commands.run_report import execute_sweep
     from .leaderboard import build_leaderboard
     from .records import RunKey
+    from .runner.identity import canonical
     from .runner.spec import RunSpec
 
     console = console or Console(stderr=True)
@@ -79,10 +80,10 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
 
     console.rule(f"3/4  fine-tune DPA3 ({cfg.preset}): {', '.join(cfg.strategies)}")
     t = time.time()
-    specs = [
-        RunSpec(key=RunKey(cfg.dataset, split, "0", "dpa3", s, cfg.seed, cfg.train_fraction, cfg.property),
-                preset=cfg.preset, steps=cfg.steps, pretrained=cfg.pretrained, data_dir=data_dir,
-                splits_dir=splits_dir, results_dir=results_dir)
+    specs = [  # canonical: the key carries the variant (+small) its record is filed under
+        canonical(RunSpec(key=RunKey(cfg.dataset, split, "0", "dpa3", s, cfg.seed, cfg.train_fraction, cfg.property),
+                          preset=cfg.preset, steps=cfg.steps, pretrained=cfg.pretrained, data_dir=data_dir,
+                          splits_dir=splits_dir, results_dir=results_dir))
         for s in cfg.strategies
     ]
     ok = execute_sweep(specs, "local", {"jobs": cfg.jobs}, force=True, console=console)
