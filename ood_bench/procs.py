@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import sys
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 
@@ -32,6 +33,17 @@ EVAL_THREADS_ENV = "OODBENCH_EVAL_THREADS"
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def idle_cores() -> int:
+    """Usable cores not taken by other runnable work right now (Linux ``/proc/loadavg``'s count of
+    running tasks, this one included): torch threads on a busy core spin and run several times
+    slower than one thread (measured: 2 threads with one core busy, 0.4x). Elsewhere: all cores."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return usable_cores()
+    return max(1, usable_cores() - max(0, running - 1))
 
 
 def pool_worker(workers: int) -> None:

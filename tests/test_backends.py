@@ -195,3 +195,24 @@ def test_a_crash_between_model_and_record_never_leaves_an_old_record_beside_a_ne
     assert sha256_file(first.with_name("model.pt")) != old_model
     monkeypatch.undo()
     assert status_of(s) == "todo"
+
+
+def test_evaluation_threads_leave_busy_cores_alone(monkeypatch):
+    """Torch threads on a core another process is using spin and slow evaluation down several
+    times, so evaluation takes only the idle cores; OODBENCH_EVAL_THREADS overrides."""
+    import time
+
+    from ood_bench.backends.deepmd.launcher import inference_threads
+    from ood_bench.procs import idle_cores, usable_cores
+
+    monkeypatch.delenv("OODBENCH_EVAL_THREADS", raising=False)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert 1 <= inference_threads() <= max(1, usable_cores() - 1)
+        assert 1 <= idle_cores() <= max(1, usable_cores() - 1)
+    finally:
+        busy.kill()
+        busy.wait()
+    monkeypatch.setenv("OODBENCH_EVAL_THREADS", "3")
+    assert inference_threads() == 3

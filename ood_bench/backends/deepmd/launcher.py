@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RunFailedError
-from ...procs import EVAL_THREADS_ENV, die_with_parent, usable_cores
+from ...procs import EVAL_THREADS_ENV, die_with_parent, idle_cores
 
 # On small CPUs one thread per op is fastest for training small models (2 threads were 3-6x
 # slower). Inference batches of 512 atoms beat deepmd's 1024 on a 2-core CPU (cache-sized
@@ -43,10 +43,10 @@ def set_inference_threads() -> None:
 
 def inference_threads() -> int:
     """Threads for evaluating a trained model. Evaluation starts after ``dp train`` has exited,
-    so it may use every core this process is allowed (2 threads: 1.6x on 2 cores, unlike
-    training); ``--jobs N`` sets ``OODBENCH_EVAL_THREADS`` to cores // N in its workers."""
+    so it may use every idle core (2 threads: 1.6x on an idle 2-core machine, unlike training);
+    ``--jobs N`` sets ``OODBENCH_EVAL_THREADS`` to cores // N in its workers."""
     value = os.environ.get(EVAL_THREADS_ENV)
-    return max(1, int(value)) if value else usable_cores()
+    return max(1, int(value)) if value else idle_cores()
 
 
 _BATCH = re.compile(r"Batch\s+(\d+):")
