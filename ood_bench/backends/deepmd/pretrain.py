@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...datasets import concat_structures, load_dataset
-from ...errors import OodBenchError
-from .auxdata import Frames, concat_frames, label_frames, perturb
+from .auxdata import Frames, label_frames, perturb
 from .data import full_type_map, write_systems
 from .inputs import ENER_LOSS, VIRIAL_PREFS
 from .launcher import dp_train
@@ -283,11 +282,3 @@ def _predict_energy_forces(model, frames: Frames) -> tuple[np.ndarray, np.ndarra
         e_pred[sel] = np.asarray(e).reshape(-1)
         f_pred[idx.reshape(-1)] = np.asarray(f).reshape(-1, 3)
     return e_pred, f_pred
-
-
-def check_buildable(cfg: PretrainConfig) -> None:
-    if cfg.preset not in PRESETS:
-        raise OodBenchError(f"recipe {cfg.recipe}: unknown preset {cfg.preset}")
-
-
-__all__ = ["CRYSTAL_BRANCH", "MOLECULE_BRANCH", "RECIPES", "PretrainConfig", "concat_frames", "pretrain", "recipe"]
