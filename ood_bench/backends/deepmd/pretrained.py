@@ -14,7 +14,7 @@ from typing import Any
 
 from ...errors import CorruptFileError, DataMissingError, UsageError
 from ...io_utils import sha256_file
-from .standin import SHIPPED, find_stand_in, read_embedded_meta, stand_in_names
+from .standin import SHIPPED, embedded_meta, find_stand_in, load_checkpoint, stand_in_names
 
 STAND_IN = SHIPPED
 
@@ -109,13 +109,7 @@ def _download_quietly(name: str) -> Path:
         logging.disable(previous)
 
 
-def _model_params(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CorruptFileError(f"{path}: not a readable deepmd checkpoint ({type(exc).__name__})") from None
+def _model_params(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     if "model" in state:
         state = state["model"]
     try:
@@ -127,8 +121,9 @@ def _model_params(path: Path) -> dict[str, Any]:
 @functools.cache
 def load_pretrained(spec: str) -> PretrainedModel:
     name, path = resolve_path(spec)
-    params = _model_params(path)
-    meta = read_embedded_meta(path) or {}
+    state = load_checkpoint(path)
+    params = _model_params(path, state)
+    meta = embedded_meta(state) or {}
     if "model_dict" in params:
         shared = params.get("shared_dict", {})
         branches = list(params["model_dict"])

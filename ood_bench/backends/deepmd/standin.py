@@ -50,16 +50,27 @@ def find_stand_in(name: str) -> Path | None:
     return None
 
 
-def read_embedded_meta(path: Path) -> dict[str, Any] | None:
-    """The ``oodbench`` block of a checkpoint, or None for any other deepmd checkpoint."""
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A deepmd ``.pt`` as saved (one read serves its model parameters and its oodbench block)."""
     import torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CorruptFileError(f"{path}: not a readable deepmd checkpoint ({type(exc).__name__})") from None
-    meta = state.get(META_KEY) if isinstance(state, dict) else None
+    if not isinstance(state, dict):
+        raise CorruptFileError(f"{path}: not a deepmd-kit PyTorch checkpoint")
+    return state
+
+
+def embedded_meta(state: dict[str, Any]) -> dict[str, Any] | None:
+    meta = state.get(META_KEY)
     return json.loads(meta) if isinstance(meta, str) else None
+
+
+def read_embedded_meta(path: Path) -> dict[str, Any] | None:
+    """The ``oodbench`` block of a checkpoint, or None for any other deepmd checkpoint."""
+    return embedded_meta(load_checkpoint(path))
 
 
 def export_checkpoint(src: Path, dest: Path, meta: dict[str, Any], aux: dict[str, Any]) -> Path:
