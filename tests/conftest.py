@@ -68,3 +68,17 @@ def toy_splits(tmp_path_factory, fixture_data, session_cache) -> Path:
                           mids[30 * k:30 * k + 30], {"test": mids[30 * k + 30:30 * k + 60]}) for k in range(2)}
     save_split(SplitSet("matbench_dielectric", "toy", folds, ["test"], dataset_sha256=m.sha256), root)
     return root
+
+
+def pytest_runtest_logfinish(nodeid: str, location) -> None:
+    """With ``OODBENCH_TEST_MEMORY=<file>``, append each test's peak memory so far (MiB) of this
+    process and of its largest finished child (``dp`` trainings): where the suite's peak comes from
+    (``benchmarks/test_memory.py`` reads it)."""
+    out = os.environ.get("OODBENCH_TEST_MEMORY")
+    if out:
+        import resource
+
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        with open(out, "a") as fh:
+            fh.write(f"{own:.0f}\t{kids:.0f}\t{nodeid}\n")
