@@ -145,24 +145,31 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def select(run: PreparedRun, inputs: FoldInputs, trained: Trained) -> tuple[Candidate, list[dict[str, Any]]]:
-    """The candidate with the lowest validation RMSE (``--select last``: the last one)."""
+def select(run: PreparedRun, inputs: FoldInputs, trained: Trained
+           ) -> tuple[Candidate, list[dict[str, Any]], np.ndarray]:
+    """The candidate with the lowest validation RMSE (``--select last``: the last one), its scores
+    and the chosen one's validation predictions (so they are not computed twice)."""
     candidates = trained.candidates if run.spec.selection == "best_val" else trained.candidates[-1:]
     val = inputs.sets["val"]
-    scored = []
+    scored, preds = [], []
     for cand in candidates:
-        rmse = regression_metrics(val.y, run.backend.predict(inputs, trained, cand, val))["rmse"]
+        preds.append(np.asarray(run.backend.predict(inputs, trained, cand, val)))
+        rmse = regression_metrics(val.y, preds[-1])["rmse"]
         scored.append({"step": cand.step, "candidate": cand.name, "val_rmse": rmse})
     best = min(range(len(scored)), key=lambda i: scored[i]["val_rmse"])
-    return candidates[best], scored
+    return candidates[best], scored, preds[best]
 
 
-def predict_sets(run: PreparedRun, inputs: FoldInputs, trained: Trained, best: Candidate) -> dict[str, Any]:
+def predict_sets(run: PreparedRun, inputs: FoldInputs, trained: Trained, best: Candidate,
+                 known: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Predictions of ``best`` on every evaluation set; ``known`` ones (validation) are reused."""
     out = {}
     for name, eval_set in inputs.sets.items():
         if name == "train":
             continue
-        y = run.backend.predict(inputs, trained, best, eval_set)
+        y = (known or {}).get(name)
+        if y is None:
+            y = run.backend.predict(inputs, trained, best, eval_set)
         out[name] = {"id": list(eval_set.ids), "y_true": eval_set.y.tolist(), "y_pred": np.asarray(y).tolist()}
     return out
 
@@ -184,8 +191,8 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
     timing["train_s"] = time.time() - t0 - trained.data.get("fold_data_seconds", 0.0)
     timing["data_s"] = trained.data.get("fold_data_seconds", 0.0)
     t0 = time.time()
-    best, scored = select(run, inputs, trained)
-    predictions = predict_sets(run, inputs, trained, best)
+    best, scored, val_pred = select(run, inputs, trained)
+    predictions = predict_sets(run, inputs, trained, best, {"val": val_pred})
     timing["eval_s"] = time.time() - t0
     timing["wall_s"] = time.time() - t_start
     record = build_record(run, trained, best, scored, predictions, n, dropped, timing)
