@@ -670,7 +670,7 @@ def test_committed_quickstart_leaderboard_is_what_the_command_makes(tmp_path, ca
     if not (src / "runs").is_dir() or not (src / "LEADERBOARD.md").exists():
         pytest.skip("no committed quickstart records")
     results = tmp_path / "quickstart"
-    shutil.copytree(src / "runs", results / "runs", ignore=shutil.ignore_patterns("*.pt", "work"))
+    shutil.copytree(src / "runs", results / "runs", ignore=shutil.ignore_patterns("*.pt", "work", "scratch"))
     args = ["leaderboard", "--results-dir", str(results), "--splits-dir", str(REPO / "splits")]
     assert main(args) == 0
     fresh = (results / "LEADERBOARD.md").read_text()

@@ -134,8 +134,12 @@ def fold_sets(run: PreparedRun) -> tuple[dict[str, EvalSet], dict[str, int], dic
     return sets, n, dropped
 
 
+# The runs' scratch folders (checkpoints, deepmd data), under the results folder, git-ignored.
+SCRATCH = "scratch"
+
+
 def work_dir(spec: RunSpec) -> Path:
-    return resolve_results(spec.results_dir) / "work" / spec.key.relpath()
+    return resolve_results(spec.results_dir) / SCRATCH / spec.key.relpath()
 
 
 def _fresh(path: Path) -> Path:
@@ -200,7 +204,7 @@ def execute(spec: RunSpec, on_line: Callable[[str], None] | None = None) -> Path
     if not run.spec.keep_work:
         results = resolve_results(run.spec.results_dir)
         shutil.rmtree(work, ignore_errors=True)
-        _prune_empty(work.parent, results / "work")
+        _prune_empty(work.parent, results / SCRATCH)
     return path
 
 
