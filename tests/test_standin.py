@@ -97,3 +97,14 @@ def test_built_stand_in_embeds_its_metadata_and_is_reused(stand_in, fixture_data
     cfg = RECIPES["tiny"].__class__(**meta["config"])
     before = stand_in.path.stat().st_mtime_ns
     assert pretrain(cfg, str(fixture_data)) == stand_in.path and stand_in.path.stat().st_mtime_ns == before
+
+
+def test_chgnet_batches_are_bounded_by_atoms_not_structures():
+    """CHGNet's memory follows the atoms of a batch: groups keep order, stay within the budget,
+    and a structure larger than the budget is a group of its own."""
+    from ood_bench.backends.deepmd.auxdata import atom_batches
+
+    sizes = [50, 50, 50, 200, 10, 10, 128]
+    groups = atom_batches([[0] * n for n in sizes], 128)
+    assert [[len(s) for s in g] for g in groups] == [[50, 50], [50], [200], [10, 10], [128]]
+    assert [len(s) for g in groups for s in g] == sizes
