@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from ..strategies import Strategy
 
 
+# A finished training stage's stamp (a soup's init and members): the runner keeps such subfolders
+# of a killed run's work folder; the backend checks the stamp's contents before reusing them.
+FINISHED_STAGE = "oodbench-finished.json"
+
+
 @dataclass
 class EvalSet:
     """One set of a fold: ids with a structure, and their labels in the same order."""

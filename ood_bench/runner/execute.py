@@ -2,7 +2,8 @@
 backend to train, select a candidate on validation only, predict every evaluation set, and write
 one self-describing record atomically, last (after the log and the model file).
 
-A run that dies leaves only its work folder (no new record), so rerunning redoes it from scratch.
+A run that dies leaves only its work folder (no new record), so rerunning redoes it from scratch,
+except the training stages a backend stamped as finished (``FINISHED_STAGE``), which it may reuse.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Backend, Candidate, EvalSet, FoldInputs, Resolution, Trained, backend_for
+from ..backends import FINISHED_STAGE, Backend, Candidate, EvalSet, FoldInputs, Resolution, Trained, backend_for
 from ..datasets import LoadedDataset, TargetInfo, load_dataset
 from ..errors import OodBenchError, UsageError
 from ..evaluate import evaluate_sets, regression_metrics
@@ -143,9 +144,16 @@ def work_dir(spec: RunSpec) -> Path:
 
 
 def _fresh(path: Path) -> Path:
+    """The run's work folder, emptied of a killed attempt's leftovers, except subfolders stamped
+    as finished stages (the backend checks each stamp before reusing the stage)."""
     if path.exists():
-        shutil.rmtree(path)  # leftovers of a killed attempt: redo from scratch
-    path.mkdir(parents=True)
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                if not (child / FINISHED_STAGE).is_file():
+                    shutil.rmtree(child)
+            else:
+                child.unlink()
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

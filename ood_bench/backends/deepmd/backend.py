@@ -106,9 +106,9 @@ class DeepmdBackend(Backend):
 
     # --- training ---------------------------------------------------------------------------
     def train(self, inputs: FoldInputs, on_line: Callable[[str], None] | None = None) -> Trained:
-        from .inputs import RECIPES
         from .launcher import read_lcurve
         from .predict import list_checkpoints
+        from .recipes import RECIPES
 
         systems, data = self._write_fold(inputs)
         ctx = self._context(inputs, systems)

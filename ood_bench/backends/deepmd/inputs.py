@@ -279,8 +279,3 @@ class MultiTaskScratch(MultiTaskFineTune):
 
 RECIPES.add("mft-freshhead", MftFreshHead())
 RECIPES.add("mtl-scratch", MultiTaskScratch())
-
-
-# The robust fine-tuning recipes (RoFt-Mol family) register themselves in RECIPES.
-from . import robust as _robust  # noqa: E402,F401
-from . import dwise as _dwise  # noqa: E402,F401

@@ -361,11 +361,8 @@ class SurgicalFineTune(_WithParams, FineTune):
             raise UsageError("surgical fine-tuning trains in one process (--gpus 1): freezing single "
                              "layers after deepmd has wrapped the model for data parallelism is unsupported")
         groups = self.trained_groups(ctx)
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
-        inp = ctx.workdir / "input.json"
-        inp.write_text(json.dumps(config, indent=1))
-        cmd = [sys.executable, "-c", SURGICAL_MAIN, str(inp), *args, "--train-groups", ",".join(groups)]
-        return run_logged(cmd, ctx.workdir, label, on_line)
+        return run_in_process(SURGICAL_MAIN, ctx, config, [*args, "--train-groups", ",".join(groups)], label,
+                              on_line, what="surgical training")
 
     def training_info(self, ctx: RunContext) -> dict[str, Any]:
         trained = self.trained_groups(ctx)
@@ -375,8 +372,18 @@ class SurgicalFineTune(_WithParams, FineTune):
                              "launcher": "deepmd Trainer in-process (ood_bench.backends.deepmd.robust.train_surgical)"}}
 
 
+def run_in_process(main: str, ctx: RunContext, config: dict[str, Any], args: list[str], label: str,
+                   on_line: Callable[[str], None] | None, what: str) -> tuple[Path, float]:
+    """Write ``input.json`` in the run folder and run ``python -c main input.json ARGS`` there (an
+    in-process deepmd trainer: surgical FT, layer-wise learning rates) with ``run_logged``."""
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    inp = ctx.workdir / "input.json"
+    inp.write_text(json.dumps(config, indent=1))
+    return run_logged([sys.executable, "-c", main, str(inp), *args], ctx.workdir, label, on_line, what=what)
+
+
 def run_logged(cmd: list[str], workdir: Path, label: str,
-               on_line: Callable[[str], None] | None = None) -> tuple[Path, float]:
+               on_line: Callable[[str], None] | None = None, what: str = "surgical training") -> tuple[Path, float]:
     """Run a training command in ``workdir`` as ``dp_train`` runs ``dp --pt train``: same thread
     settings, one log file, the exit code checked. Returns the log and peak memory (MiB)."""
     from ...procs import die_with_parent
@@ -397,7 +404,7 @@ def run_logged(cmd: list[str], workdir: Path, label: str,
         rc = os.waitstatus_to_exitcode(status)
         proc.returncode = rc
     if rc != 0:
-        raise RunFailedError(f"{label}: surgical training exited with code {rc}; log {log_path}:\n{tail(log_path)}")
+        raise RunFailedError(f"{label}: {what} exited with code {rc}; log {log_path}:\n{tail(log_path)}")
     return log_path, usage.ru_maxrss / 1024.0
 
 
@@ -420,16 +427,12 @@ def freeze_groups(model: Any, trained: list[str]) -> dict[str, list[str]]:
     return {"frozen": sorted(frozen), "trained": sorted(kept)}
 
 
-def train_surgical(argv: list[str] | None = None) -> int:
-    """``dp --pt train INPUT --finetune CKPT --skip-neighbor-stat`` through deepmd's Python API
-    (``get_finetune_rules``, ``normalize``, ``get_trainer``, ``Trainer.run``), with the descriptor
-    parameters outside ``--train-groups`` frozen between building the trainer and running it."""
-    parser = argparse.ArgumentParser(prog="oodbench-surgical")
-    parser.add_argument("input")
-    parser.add_argument("--finetune", required=True)
-    parser.add_argument("--train-groups", required=True)
-    a = parser.parse_args(argv)
-
+def build_finetune_trainer(input_path: str, finetune: str, what: str) -> Any:
+    """deepmd's ``Trainer`` for ``dp --pt train INPUT --finetune CKPT --skip-neighbor-stat``, built
+    through deepmd's Python API in the order its train entry point calls it (``get_finetune_rules``,
+    ``update_deepmd_input``, ``normalize``, ``get_trainer``), not yet run; the caller may change its
+    model's trainability or its optimiser first. Single-task inputs only (``what`` names the caller
+    in the error)."""
     import deepmd.pt  # noqa: F401  (loads the deepmd.pt entry points: oodbench's plugins)
     from deepmd.common import j_loader
     from deepmd.loggers.loggers import set_log_handles
@@ -441,16 +444,29 @@ def train_surgical(argv: list[str] | None = None) -> int:
 
     set_log_handles(logging.INFO)
     dp_torch_env.CUSTOM_OP_USE_JIT = True  # the setting `dp --pt train` makes (its train entry point)
-    config = j_loader(a.input)
+    config = j_loader(input_path)
     if "model_dict" in config["model"]:
-        raise UsageError("surgical fine-tuning is single-task")
-    config["model"], links = get_finetune_rules(a.finetune, config["model"], model_branch="",
+        raise UsageError(f"{what} is single-task")
+    config["model"], links = get_finetune_rules(finetune, config["model"], model_branch="",
                                                 change_model_params=False)
     config = update_deepmd_input(config, warning=True, dump="input_v2_compat.json")
     config = normalize(config, multi_task=False)
     with open("out.json", "w") as fh:
         json.dump(config, fh, indent=4)
-    trainer = get_trainer(config, finetune_model=a.finetune, finetune_links=links)
+    return get_trainer(config, finetune_model=finetune, finetune_links=links)
+
+
+def train_surgical(argv: list[str] | None = None) -> int:
+    """``dp --pt train INPUT --finetune CKPT --skip-neighbor-stat`` through deepmd's Python API
+    (``build_finetune_trainer``, ``Trainer.run``), with the descriptor parameters outside
+    ``--train-groups`` frozen between building the trainer and running it."""
+    parser = argparse.ArgumentParser(prog="oodbench-surgical")
+    parser.add_argument("input")
+    parser.add_argument("--finetune", required=True)
+    parser.add_argument("--train-groups", required=True)
+    a = parser.parse_args(argv)
+
+    trainer = build_finetune_trainer(a.input, a.finetune, "surgical fine-tuning")
     groups = freeze_groups(trainer.model, groups_of(a.train_groups))
     log.info("oodbench surgical fine-tuning: training %s + head; frozen %s",
              ", ".join(groups["trained"]), ", ".join(groups["frozen"]) or "nothing")
