@@ -82,3 +82,12 @@ def pytest_runtest_logfinish(nodeid: str, location) -> None:
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         with open(out, "a") as fh:
             fh.write(f"{own:.0f}\t{kids:.0f}\t{nodeid}\n")
+
+
+@pytest.fixture(scope="module")
+def env(stand_in, toy_splits, fixture_data, tmp_path_factory, request):
+    """The robust fine-tuning tests' setting (tests/robust_helpers.py): the test stand-in, the toy
+    splits, the fixture data and a results folder of the module's own."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    return {"stand_in": stand_in, "splits": toy_splits, "data": fixture_data,
+            "results": tmp_path_factory.mktemp(f"{name}-results")}

@@ -4,74 +4,27 @@ tests (module fixtures)."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from robust_helpers import STEPS, Run, identical, part, qm9, run, state
 
 from ood_bench.backends.deepmd.dwise import DWISE_FILE, FIT_FILE, write_interpolation
 from ood_bench.backends.deepmd.robust import all_groups, group_of
 from ood_bench.errors import UsageError
 from ood_bench.io_utils import read_json
-from ood_bench.records import RunKey, validate_record
-from ood_bench.runner.execute import execute, prepare, work_dir
+from ood_bench.records import validate_record
+from ood_bench.runner.execute import prepare
 from ood_bench.runner.identity import canonical
-from ood_bench.runner.spec import RunSpec
 from ood_bench.runner.sweep import status_of
 
 pytestmark = pytest.mark.slow
 
-STEPS = 12
 # Few alpha steps, a large rate and a start far from both ends: the fit must visibly move.
 FIT = {"alpha_steps": "15", "alpha_lr": "0.05", "alpha_init": "0.5", "alpha_batch": "16"}
-
-
-@pytest.fixture(scope="module")
-def env(stand_in, toy_splits, fixture_data, tmp_path_factory):
-    return {"stand_in": stand_in, "splits": toy_splits, "data": fixture_data,
-            "results": tmp_path_factory.mktemp("dwise-results")}
-
-
-def qm9(strategy, env, *, params=None, **kw) -> RunSpec:
-    return RunSpec(key=RunKey("qm9", "toy-gap", "0", "dpa3", strategy, 0, 1.0, "gap"),
-                   preset="tiny", pretrained=str(env["stand_in"].path), steps=kw.pop("steps", STEPS),
-                   strategy_params=dict(params or {}), data_dir=str(env["data"]), splits_dir=str(env["splits"]),
-                   results_dir=str(env["results"]), keep_work=True, **kw)
-
-
-@dataclasses.dataclass
-class Run:
-    spec: RunSpec
-    record: dict
-    work: Path
-
-
-def run(spec: RunSpec) -> Run:
-    path = execute(spec)
-    return Run(spec, read_json(path), work_dir(canonical(spec)))
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    s = torch.load(path, map_location="cpu", weights_only=True)
-    s = s.get("model", s)
-    return {k: v for k, v in s.items() if torch.is_tensor(v)}
-
-
-def part(s: dict, branch: str, what: str) -> dict[str, torch.Tensor]:
-    """One branch's descriptor (``descriptor``) or head (fitting net, output bias and std: ``head``)."""
-    prefix = f"model.{branch}.atomic_model."
-    if what == "descriptor":
-        return {k[len(prefix + "descriptor."):]: v for k, v in s.items() if k.startswith(prefix + "descriptor.")}
-    return {k[len(prefix):]: v for k, v in s.items()
-            if k.startswith(prefix) and not k[len(prefix):].startswith("descriptor.")}
-
-
-def identical(a: dict, b: dict) -> bool:
-    assert a and a.keys() == b.keys(), (sorted(a)[:3], sorted(b)[:3])
-    return all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
 
 
 def source_ckpt(r: Run) -> Path:

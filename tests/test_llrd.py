@@ -4,71 +4,25 @@ lr * gamma^(depth below the head). Runs are shared between tests (module fixture
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from robust_helpers import Run, identical, last_checkpoint, qm9, run, state
 
 from ood_bench.errors import OodBenchError, UsageError
-from ood_bench.io_utils import read_json
-from ood_bench.records import RunKey, validate_record
-from ood_bench.runner.execute import execute, prepare, work_dir
+from ood_bench.records import validate_record
+from ood_bench.runner.execute import execute, prepare
 from ood_bench.runner.identity import canonical
-from ood_bench.runner.spec import RunSpec
 from ood_bench.runner.sweep import status_of
 
 pytestmark = pytest.mark.slow
 
-STEPS = 12
 GAMMA = 0.5  # strong, so that the groups' update sizes are far apart (defaults to 0.8)
 # Depth below the head (L - depth) of each group of the 2-layer stand-in: lr_g = lr * GAMMA ** BELOW[g].
 BELOW = {"head": 0, "layer1": 1, "layer0": 2, "type_embedding": 3, "edge_embedding": 3, "angle_embedding": 3}
-
-
-@pytest.fixture(scope="module")
-def env(stand_in, toy_splits, fixture_data, tmp_path_factory):
-    return {"stand_in": stand_in, "splits": toy_splits, "data": fixture_data,
-            "results": tmp_path_factory.mktemp("llrd-results")}
-
-
-def qm9(strategy, env, *, params=None, results=None, **kw) -> RunSpec:
-    return RunSpec(key=RunKey("qm9", "toy-gap", "0", "dpa3", strategy, kw.pop("seed", 0), 1.0, "gap"),
-                   preset="tiny", pretrained=str(env["stand_in"].path), steps=kw.pop("steps", STEPS),
-                   strategy_params=dict(params or {}), data_dir=str(env["data"]), splits_dir=str(env["splits"]),
-                   results_dir=str(results or env["results"]), keep_work=True, **kw)
-
-
-@dataclasses.dataclass
-class Run:
-    spec: RunSpec
-    record: dict
-    work: Path
-
-
-def run(spec: RunSpec) -> Run:
-    path = execute(spec)
-    return Run(spec, read_json(path), work_dir(canonical(spec)))
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    s = torch.load(path, map_location="cpu", weights_only=True)
-    s = s.get("model", s)
-    return {k: v for k, v in s.items() if torch.is_tensor(v)}
-
-
-def last_ckpt(work: Path) -> Path:
-    from ood_bench.backends.deepmd.predict import list_checkpoints
-
-    return list_checkpoints(work)[-1][1]
-
-
-def identical(a: dict, b: dict) -> bool:
-    assert a and a.keys() == b.keys()
-    return all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
 
 
 def moves(after: dict, before: dict) -> dict[str, torch.Tensor]:
@@ -135,7 +89,7 @@ def test_llrd_first_step_moves_each_group_by_its_learning_rate(one_step, pretrai
     group's learning rate: the largest move of each backbone group is lr * gamma^(depth below the
     head), where FT would move every group by lr."""
     lr = one_step.record["config"]["learning_rate"]
-    moved = moves(state(last_ckpt(one_step.work)), pretrained)
+    moved = moves(state(last_checkpoint(one_step.work)), pretrained)
     assert set(moved) == set(BELOW) - {"head"}  # the new head has no pretrained counterpart
     for group, delta in moved.items():
         expected = lr * GAMMA ** BELOW[group]
@@ -145,7 +99,8 @@ def test_llrd_first_step_moves_each_group_by_its_learning_rate(one_step, pretrai
 def test_llrd_update_sizes_shrink_with_depth_unlike_ft(llrd, ft, pretrained):
     """After 12 steps, each backbone group's mean move relative to FT's (same seed and data) follows
     gamma^(depth below the head), loosely: the trajectories differ, the ratios of learning rates do not."""
-    ours, theirs = moves(state(last_ckpt(llrd.work)), pretrained), moves(state(last_ckpt(ft.work)), pretrained)
+    ours = moves(state(last_checkpoint(llrd.work)), pretrained)
+    theirs = moves(state(last_checkpoint(ft.work)), pretrained)
     ratios = {g: float(ours[g].mean() / theirs[g].mean()) for g in ours}
     for group, ratio in ratios.items():
         expected = GAMMA ** BELOW[group]
@@ -157,7 +112,7 @@ def test_llrd_with_gamma_one_is_dp_train_fine_tuning(env, ft):
     bit for bit (same seed, same steps), and the same learning curve."""
     plain = run(qm9("llrd", env, params={"gamma": "1"}, selection="last"))
     assert {g["lr_factor"] for g in plain.record["training"]["llrd"]["param_groups"]} == {1.0}
-    assert identical(state(last_ckpt(plain.work)), state(last_ckpt(ft.work)))
+    assert identical(state(last_checkpoint(plain.work)), state(last_checkpoint(ft.work)))
     assert plain.record["training"]["learning_curve"] == ft.record["training"]["learning_curve"]
 
 

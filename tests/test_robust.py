@@ -5,87 +5,24 @@ trainer in-process, single layer groups frozen). Runs are shared between tests (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from robust_helpers import STEPS, Run, distance, identical, last_checkpoint, part, qm9, run, state
 
 from ood_bench.errors import UsageError
-from ood_bench.io_utils import read_json
-from ood_bench.records import RunKey, validate_record
-from ood_bench.runner.execute import execute, prepare, work_dir
+from ood_bench.records import validate_record
+from ood_bench.runner.execute import execute, prepare
 from ood_bench.runner.identity import canonical
-from ood_bench.runner.spec import RunSpec
 from ood_bench.runner.sweep import status_of
 
 pytestmark = pytest.mark.slow
 
-STEPS = 12
 DESC = ".atomic_model.descriptor."
-
-
-@pytest.fixture(scope="module")
-def env(stand_in, toy_splits, fixture_data, tmp_path_factory):
-    return {"stand_in": stand_in, "splits": toy_splits, "data": fixture_data,
-            "results": tmp_path_factory.mktemp("robust-results")}
-
-
-def qm9(strategy, env, *, params=None, results=None, **kw) -> RunSpec:
-    return RunSpec(key=RunKey("qm9", "toy-gap", "0", "dpa3", strategy, kw.pop("seed", 0), 1.0, "gap"),
-                   preset="tiny", pretrained=str(env["stand_in"].path), steps=kw.pop("steps", STEPS),
-                   strategy_params=dict(params or {}), data_dir=str(env["data"]), splits_dir=str(env["splits"]),
-                   results_dir=str(results or env["results"]), keep_work=True, **kw)
-
-
-@dataclasses.dataclass
-class Run:
-    spec: RunSpec
-    record: dict
-    work: Path
-
-
-def run(spec: RunSpec) -> Run:
-    path = execute(spec)
-    return Run(spec, read_json(path), work_dir(canonical(spec)))
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    s = torch.load(path, map_location="cpu", weights_only=True)
-    s = s.get("model", s)
-    return {k: v for k, v in s.items() if torch.is_tensor(v)}
-
-
-def part(s: dict, branch: str, what: str) -> dict[str, torch.Tensor]:
-    """One branch's descriptor (``descriptor``) or head (fitting net, output bias and std: ``head``)."""
-    prefix = f"model.{branch}.atomic_model."
-    if what == "descriptor":
-        return {k[len(prefix + "descriptor."):]: v for k, v in s.items() if k.startswith(prefix + "descriptor.")}
-    return {k[len(prefix):]: v for k, v in s.items()
-            if k.startswith(prefix) and not k[len(prefix):].startswith("descriptor.")}
-
-
-def identical(a: dict, b: dict) -> bool:
-    assert a and a.keys() == b.keys(), (sorted(a)[:3], sorted(b)[:3])
-    return all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
-
-
-def distance(a: dict, b: dict) -> float:
-    """Relative distance ||a - b|| / ||b|| over the floating tensors."""
-    keys = [k for k in b if b[k].is_floating_point()]
-    diff = sum(float(torch.sum((a[k].double() - b[k].double()) ** 2)) for k in keys)
-    norm = sum(float(torch.sum(b[k].double() ** 2)) for k in keys)
-    return (diff / norm) ** 0.5
-
-
-def last_ckpt(work: Path) -> Path:
-    from ood_bench.backends.deepmd.predict import list_checkpoints
-
-    return list_checkpoints(work)[-1][1]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +51,7 @@ def test_wise_ft_alpha_grid_is_the_candidate_set(wise):
 
 
 def test_wise_ft_ends_are_the_pretrained_backbone_and_the_fine_tuned_model(wise, pretrained):
-    ft = state(last_ckpt(wise.work))
+    ft = state(last_checkpoint(wise.work))
     a0, a1 = state(wise.work / "wise-alpha0.pt"), state(wise.work / "wise-alpha1.pt")
     assert identical(part(a0, "Default", "descriptor"), pretrained)  # bit for bit
     assert identical(part(a0, "Default", "head"), part(ft, "Default", "head"))  # head kept, bias/std too
@@ -147,7 +84,7 @@ def test_mft_wise_interpolates_the_shared_backbone_only(mft_wise, env, pretraine
     assert rec["training"]["eval_head"] == "property"
     assert [c["candidate"] for c in rec["training"]["selection"]] == [
         "wise-alpha0.pt", "wise-alpha0.5.pt", "wise-alpha1.pt"]
-    mft = state(last_ckpt(mft_wise.work))
+    mft = state(last_checkpoint(mft_wise.work))
     a0 = state(mft_wise.work / "wise-alpha0.pt")
     aux = rec["aux"]["branch"]
     for branch in (aux, "property"):
@@ -176,7 +113,7 @@ def test_lp_ft_probes_with_the_pretrained_backbone_then_fine_tunes(lp_ft, pretra
     assert all(c["step"] > info["lp_steps"] for c in rec["training"]["selection"])
     lp = state(lp_ft.work / "lp" / info["lp_checkpoint"])
     assert identical(part(lp, "Default", "descriptor"), pretrained)  # phase 1: backbone untouched
-    ft = state(last_ckpt(lp_ft.work))
+    ft = state(last_checkpoint(lp_ft.work))
     assert distance(part(ft, "Default", "descriptor"), pretrained) > 1e-4  # phase 2 trains it
 
 
@@ -217,15 +154,15 @@ def test_l2sp_with_zero_delta_is_ft(l2sp, wise):
     assert validate_record(rec) == []
     loss = rec["config"]["deepmd_input"]["loss"]
     assert loss["type"] == "oodbench_l2sp" and loss["delta"] == 0 and loss["base"]["type"] == "property"
-    ours, ft = state(last_ckpt(l2sp["0"].work)), state(last_ckpt(wise.work))
+    ours, ft = state(last_checkpoint(l2sp["0"].work)), state(last_checkpoint(wise.work))
     assert ours.keys() == ft.keys()  # the pretrained anchor never enters a checkpoint
     assert identical(ours, ft)
     assert rec["training"]["learning_curve"][-1]["l2sp_trn"] == 0  # the penalty, shown in lcurve.out
 
 
 def test_l2sp_with_huge_delta_stays_near_the_pretrained_backbone(l2sp, pretrained):
-    free = distance(part(state(last_ckpt(l2sp["0"].work)), "Default", "descriptor"), pretrained)
-    held = distance(part(state(last_ckpt(l2sp["1e4"].work)), "Default", "descriptor"), pretrained)
+    free = distance(part(state(last_checkpoint(l2sp["0"].work)), "Default", "descriptor"), pretrained)
+    held = distance(part(state(last_checkpoint(l2sp["1e4"].work)), "Default", "descriptor"), pretrained)
     assert validate_record(l2sp["1e4"].record) == []
     assert held < 0.25 * free, (held, free)
 
@@ -240,8 +177,8 @@ def test_mft_l2sp_penalises_the_shared_backbone_in_the_property_loss(mft_l2sp, m
     assert validate_record(rec) == []
     losses = rec["config"]["deepmd_input"]["loss_dict"]
     assert losses["property"]["type"] == "oodbench_l2sp" and losses[rec["aux"]["branch"]]["type"] == "ener"
-    held = distance(part(state(last_ckpt(mft_l2sp.work)), "property", "descriptor"), pretrained)
-    free = distance(part(state(last_ckpt(mft_wise.work)), "property", "descriptor"), pretrained)
+    held = distance(part(state(last_checkpoint(mft_l2sp.work)), "property", "descriptor"), pretrained)
+    free = distance(part(state(last_checkpoint(mft_wise.work)), "property", "descriptor"), pretrained)
     assert held < free, (held, free)
 
 
@@ -260,7 +197,7 @@ def test_ema_candidates_are_deepmds_ema_checkpoints(ema, pretrained):
     assert training["enable_ema"] is True and training["ema_decay"] == 0.9
     names = [c["candidate"] for c in rec["training"]["selection"]]
     assert names and all(n.startswith("model_ema.ckpt-") for n in names)
-    (step, path), regular = list_ema_checkpoints(ema.work)[-1], state(last_ckpt(ema.work))
+    (step, path), regular = list_ema_checkpoints(ema.work)[-1], state(last_checkpoint(ema.work))
     averaged = state(path)
     assert step == STEPS and averaged.keys() == regular.keys()
     # The average lags behind the weights: closer to where training started.
@@ -282,7 +219,7 @@ def test_surgical_ft_keeps_every_frozen_group_bit_identical(surgical, pretrained
     info = rec["training"]["surgical"]
     assert info["trained_groups"] == ["layer1", "head"]
     assert info["frozen_groups"] == ["type_embedding", "edge_embedding", "angle_embedding", "layer0"]
-    trained = part(state(last_ckpt(surgical.work)), "Default", "descriptor")
+    trained = part(state(last_checkpoint(surgical.work)), "Default", "descriptor")
     by_group: dict[str, list[str]] = {}
     for name in trained:
         by_group.setdefault(group_of(name), []).append(name)
@@ -301,7 +238,7 @@ def test_surgical_with_every_group_trainable_is_dp_train_fine_tuning(env, wise):
     every = run(qm9("surgical", env, params={"groups": "type_embedding,edge_embedding,angle_embedding,layer0,layer1"},
                     selection="last"))
     assert every.record["training"]["surgical"]["frozen_groups"] == []
-    assert identical(state(last_ckpt(every.work)), state(last_ckpt(wise.work)))
+    assert identical(state(last_checkpoint(every.work)), state(last_checkpoint(wise.work)))
 
 
 def test_surgical_groups_are_checked(env, tmp_path):

@@ -4,67 +4,28 @@ shared between tests (module fixtures), plus the two terms checked by hand on sm
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from robust_helpers import Run, identical, run, state
+from robust_helpers import qm9 as tiny_spec
 
 from ood_bench.errors import UsageError
-from ood_bench.io_utils import read_json
-from ood_bench.records import RunKey, validate_record
-from ood_bench.runner.execute import execute, prepare, work_dir
+from ood_bench.records import validate_record
+from ood_bench.runner.execute import prepare
 from ood_bench.runner.identity import canonical
 from ood_bench.runner.spec import RunSpec
 from ood_bench.runner.sweep import status_of
 
 pytestmark = pytest.mark.slow
 
-STEPS = 12
-
-
-@pytest.fixture(scope="module")
-def env(stand_in, toy_splits, fixture_data, tmp_path_factory):
-    return {"stand_in": stand_in, "splits": toy_splits, "data": fixture_data,
-            "results": tmp_path_factory.mktemp("representation-results")}
-
 
 def qm9(strategy, env, *, params=None, **kw) -> RunSpec:
-    return RunSpec(key=RunKey("qm9", "toy-gap", "0", "dpa3", strategy, 0, 1.0, "gap"),
-                   preset="tiny", pretrained=str(env["stand_in"].path), steps=STEPS,
-                   strategy_params=dict(params or {}), data_dir=str(env["data"]), splits_dir=str(env["splits"]),
-                   results_dir=str(env["results"]), keep_work=True, selection="last", **kw)
-
-
-@dataclasses.dataclass
-class Run:
-    spec: RunSpec
-    record: dict
-    work: Path
-
-    def curve(self, column: str) -> list[float]:
-        return [row[column] for row in self.record["training"]["learning_curve"]]
-
-    def last(self) -> Path:
-        from ood_bench.backends.deepmd.predict import list_checkpoints
-
-        return list_checkpoints(self.work)[-1][1]
-
-
-def run(spec: RunSpec) -> Run:
-    return Run(spec, read_json(execute(spec)), work_dir(canonical(spec)))
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    s = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in s.get("model", s).items() if torch.is_tensor(v)}
-
-
-def identical(a: dict, b: dict) -> bool:
-    assert a and a.keys() == b.keys(), (sorted(a)[:3], sorted(b)[:3])
-    return all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+    """The shared tiny spec, selecting the last checkpoint (compared bit for bit with FT's)."""
+    return tiny_spec(strategy, env, params=params, selection="last", **kw)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from robust_helpers import STEPS, identical, qm9, state
 
 from ood_bench.errors import UsageError
 from ood_bench.io_utils import read_json
-from ood_bench.records import RunKey, validate_record
+from ood_bench.records import validate_record
 from ood_bench.runner.execute import execute, fold_sets, prepare, work_dir
 from ood_bench.runner.identity import canonical
 from ood_bench.runner.spec import RunSpec
@@ -24,37 +25,13 @@ from ood_bench.runner.sweep import status_of
 
 pytestmark = pytest.mark.slow
 
-STEPS = 12
 TWO = {"members": "2"}
-
-
-@pytest.fixture(scope="module")
-def env(stand_in, toy_splits, fixture_data, tmp_path_factory):
-    return {"stand_in": stand_in, "splits": toy_splits, "data": fixture_data,
-            "results": tmp_path_factory.mktemp("soup-results")}
-
-
-def qm9(strategy, env, *, params=None, **kw) -> RunSpec:
-    return RunSpec(key=RunKey("qm9", "toy-gap", "0", "dpa3", strategy, 0, 1.0, "gap"),
-                   preset="tiny", pretrained=str(env["stand_in"].path), steps=STEPS,
-                   strategy_params=dict(params or {}), data_dir=str(env["data"]), splits_dir=str(env["splits"]),
-                   results_dir=str(env["results"]), keep_work=True, **kw)
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    s = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in s.get("model", s).items() if torch.is_tensor(v)}
 
 
 def head(s: dict, branch: str = "Default") -> dict[str, torch.Tensor]:
     """The new head's weights: the fitting net of one branch."""
     prefix = f"model.{branch}.atomic_model.fitting_net."
     return {k: v for k, v in s.items() if k.startswith(prefix)}
-
-
-def identical(a: dict, b: dict) -> bool:
-    assert a and a.keys() == b.keys()
-    return all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
 
 
 def members(work: Path, record: dict) -> list[dict[str, torch.Tensor]]:
