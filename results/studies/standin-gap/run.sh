@@ -22,5 +22,5 @@ for seed in 0 1 2; do
     --preset small --steps 300 --pretrained oodbench-small --jobs "$JOBS" --results-dir "$HERE"
 done
 oodbench analyze collapse --results-dir "$HERE" --out "$HERE/analysis" \
-  --runs "dataset=qm9,split=boom-gap,strategy=ft|mft,train_fraction=0.015625,seed=0"
+  --runs "dataset=qm9,split=boom-gap,strategy=ft|mft,train_fraction=0.015625,seed=0" --max-per-class 500
 oodbench leaderboard --results-dir "$HERE"
