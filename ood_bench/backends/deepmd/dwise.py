@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from ...errors import OodBenchError, UsageError
 from ...strategies import STRATEGIES
 from .data import read_system_frames
 from .inputs import RECIPES, FineTune, MultiTaskFineTune, Recipe, RunContext
-from .robust import DESCRIPTOR, all_groups, backbone, group_of, mix, read_state
+from .robust import all_groups, backbone, group_of, interpolate_backbone, read_state
 
 DWISE_FILE = "dwise.pt"
 FIT_FILE = "dwise.json"  # the fit's outcome beside the checkpoints (read back by training_info)
@@ -261,33 +260,7 @@ def write_interpolation(pretrained: Path, finetuned: Path, alphas: dict[str, flo
     per-group interpolation (``mix``: alpha 0 / 1 copy the pretrained / fine-tuned tensor bit for
     bit); heads, output bias/std and everything else as fine-tuned. A descriptor tensor outside the
     groups (statistics) must be equal at both ends, and is then kept."""
-    import torch
-
-    pre = backbone(read_state(pretrained))
-    state = read_state(finetuned)
-    out: dict[str, Any] = {}
-    done: dict[str, Any] = {}
-    for key, value in state.items():
-        if DESCRIPTOR not in key or not torch.is_tensor(value) or not value.is_floating_point():
-            out[key] = value
-            continue
-        name = key.split(DESCRIPTOR, 1)[1]
-        if name not in done:
-            base, group = pre.get(name), group_of(name)
-            if base is None or base.shape != value.shape:
-                raise OodBenchError(f"{finetuned.name}: descriptor tensor {name} has no counterpart of shape "
-                                    f"{tuple(value.shape)} in the pretrained checkpoint")
-            if group in alphas:
-                done[name] = mix(base, value, alphas[group])
-            elif torch.equal(base, value):
-                done[name] = value
-            else:
-                raise OodBenchError(f"{finetuned.name}: descriptor tensor {name} changed in fine-tuning but is "
-                                    f"in no fitted layer group ({', '.join(alphas)})")
-        out[key] = done[name]
-    tmp = dest.with_name(dest.name + ".tmp")
-    torch.save({"model": out}, tmp)
-    os.replace(tmp, dest)
+    interpolate_backbone(pretrained, finetuned, lambda name: alphas.get(group_of(name)), dest)
 
 
 # --- recipes ----------------------------------------------------------------------------------

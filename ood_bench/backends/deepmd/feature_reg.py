@@ -15,30 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from .inputs import RECIPES, FineTune, RunContext
-from .robust import _WithParams
+from .robust import WrappedPropertyLoss
 
 FEATURE_MAP_LOSS_TYPE = "oodbench_feature_map"
 BSS_LOSS_TYPE = "oodbench_bss"
 
 
-class _WrappedPropertyLoss(_WithParams):
-    """The property loss wrapped in ``loss_type`` with ``loss_params``, as ``_L2SP`` wraps it."""
-
-    loss_type = ""
-
-    def loss_params(self, ctx: RunContext) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def property_loss(self, ctx: RunContext) -> dict[str, Any]:
-        base = super().property_loss(ctx)  # type: ignore[misc]
-        if base["type"] == "property":  # what deepmd's get_loss fills in from the model
-            fit = self.property_fitting(ctx)  # type: ignore[attr-defined]
-            base = {**base, "task_dim": fit["task_dim"], "var_name": fit["property_name"],
-                    "intensive": fit["intensive"]}
-        return {"type": self.loss_type, "base": base, **self.loss_params(ctx)}
-
-
-class FeatureMapFineTune(_WrappedPropertyLoss, FineTune):
+class FeatureMapFineTune(WrappedPropertyLoss, FineTune):
     strategy = "feature-map"
     loss_type = FEATURE_MAP_LOSS_TYPE
 
@@ -47,7 +30,7 @@ class FeatureMapFineTune(_WrappedPropertyLoss, FineTune):
         return {"delta": self.params(ctx)["delta"], "pretrained": str(ctx.pretrained.path)}
 
 
-class BSSFineTune(_WrappedPropertyLoss, FineTune):
+class BSSFineTune(WrappedPropertyLoss, FineTune):
     strategy = "bss"
     loss_type = BSS_LOSS_TYPE
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from ...errors import OodBenchError, UsageError
 from .inputs import RECIPES, FineTune, RunContext
-from .robust import DESCRIPTOR, HEAD, _WithParams, all_groups, build_finetune_trainer, group_of, log, run_in_process
+from .robust import DESCRIPTOR, HEAD, WithParams, all_groups, build_finetune_trainer, group_of, log, run_in_process
 
 LLRD_MAIN = "import sys; from ood_bench.backends.deepmd.llrd import train_llrd; sys.exit(train_llrd(sys.argv[1:]))"
 GROUPS_FILE = "llrd-groups.json"  # the optimiser's parameter groups as run, written beside the checkpoints
@@ -126,7 +126,7 @@ def train_llrd(argv: list[str] | None = None) -> int:
     return 0
 
 
-class LayerwiseLrDecay(_WithParams, FineTune):
+class LayerwiseLrDecay(WithParams, FineTune):
     """FT with the learning rate of each DPA3 layer group scaled by gamma^(depth below the head)."""
 
     strategy = "llrd"

@@ -49,7 +49,7 @@ HEAD = "head"
 log = logging.getLogger("deepmd.oodbench_robust")
 
 
-class _WithParams(Recipe):
+class WithParams(Recipe):
     """A recipe of a strategy with parameters: the run's values, defaults filled."""
 
     strategy = ""
@@ -94,12 +94,16 @@ def mix(pretrained: Any, finetuned: Any, alpha: float) -> Any:
     return mixed.to(finetuned.dtype)
 
 
-def interpolate_backbone(pretrained: Path, finetuned: Path, alpha: float, dest: Path) -> int:
+def interpolate_backbone(pretrained: Path, finetuned: Path, alpha: float | Callable[[str], float | None],
+                         dest: Path) -> int:
     """Write ``dest``: the fine-tuned checkpoint with every branch's descriptor replaced by the
     interpolation (everything else as fine-tuned); returns how many descriptor tensors differ
-    between the two ends (what alpha acts on)."""
+    between the two ends (what alpha acts on). ``alpha`` may be a function of the tensor's name
+    inside the descriptor (one weight per layer group, DWiSE-FT); where it gives None, the tensor
+    must be equal at both ends (statistics) and is kept."""
     import torch
 
+    alpha_of = alpha if callable(alpha) else (lambda _name: alpha)
     pre = backbone(read_state(pretrained))
     state = read_state(finetuned)
     out: dict[str, Any] = {}
@@ -110,11 +114,7 @@ def interpolate_backbone(pretrained: Path, finetuned: Path, alpha: float, dest: 
             continue
         name = key.split(DESCRIPTOR, 1)[1]
         if name not in done:
-            base = pre.get(name)
-            if base is None or base.shape != value.shape:
-                raise OodBenchError(f"{finetuned.name}: descriptor tensor {name} has no counterpart of shape "
-                                    f"{tuple(value.shape)} in the pretrained checkpoint")
-            done[name] = mix(base, value, alpha)
+            done[name] = _interpolated(name, pre.get(name), value, alpha_of(name), finetuned)
         out[key] = done[name]
     tmp = dest.with_name(dest.name + ".tmp")
     torch.save({"model": out}, tmp)
@@ -123,12 +123,26 @@ def interpolate_backbone(pretrained: Path, finetuned: Path, alpha: float, dest: 
     return sum(1 for name in done if not torch.equal(pre[name], fine[name]))
 
 
+def _interpolated(name: str, base: Any, value: Any, alpha: float | None, finetuned: Path) -> Any:
+    import torch
+
+    if base is None or base.shape != value.shape:
+        raise OodBenchError(f"{finetuned.name}: descriptor tensor {name} has no counterpart of shape "
+                            f"{tuple(value.shape)} in the pretrained checkpoint")
+    if alpha is not None:
+        return mix(base, value, alpha)
+    if not torch.equal(base, value):
+        raise OodBenchError(f"{finetuned.name}: descriptor tensor {name} changed in fine-tuning but has no "
+                            "interpolation weight")
+    return value
+
+
 def wise_name(alpha: float) -> str:
     return f"wise-alpha{alpha:g}.pt"
 
 
 # --- WiSE-FT ----------------------------------------------------------------------------------
-class _Wise(_WithParams):
+class _Wise(WithParams):
     """Candidates: the backbone interpolation of the last fine-tuned checkpoint, one per alpha."""
 
     def candidates(self, ctx: RunContext, checkpoints: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
@@ -176,7 +190,7 @@ def _shifted(on_line: Callable[[str], None] | None, offset: int) -> Callable[[st
     return lambda line: on_line(_BATCH.sub(lambda m: f"Batch {int(m.group(1)) + offset}:", line))
 
 
-class LinearProbeThenFineTune(_WithParams, FineTune):
+class LinearProbeThenFineTune(WithParams, FineTune):
     """Phase 1: LP for ``lp_fraction`` of the steps in ``lp/``; phase 2: FT for the rest in the run
     folder, from the LP model (``--init-model``). Each phase has its own learning-rate schedule."""
 
@@ -244,20 +258,34 @@ class LinearProbeThenFineTune(_WithParams, FineTune):
 
 
 # --- L2-SP ------------------------------------------------------------------------------------
-class _L2SP(_WithParams):
+class WrappedPropertyLoss(WithParams):
+    """The property loss wrapped in a loss plugin (``loss_type``, with ``loss_params``): the base
+    config gets what deepmd's ``get_loss`` would otherwise read from the model."""
+
+    loss_type = ""
+
+    def loss_params(self, ctx: RunContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def property_loss(self, ctx: RunContext) -> dict[str, Any]:
+        base = super().property_loss(ctx)  # type: ignore[misc]
+        if base["type"] == "property":  # what deepmd's get_loss fills in from the model
+            fit = self.property_fitting(ctx)  # type: ignore[attr-defined]
+            base = {**base, "task_dim": fit["task_dim"], "var_name": fit["property_name"],
+                    "intensive": fit["intensive"]}
+        return {"type": self.loss_type, "base": base, **self.loss_params(ctx)}
+
+
+class _L2SP(WrappedPropertyLoss):
     """The property loss wrapped in ``oodbench_l2sp``: + delta/2 ||theta_backbone - theta_pre||^2
     (+ delta_head/2 ||w_head||^2), the pretrained backbone read from the checkpoint given here."""
 
-    def property_loss(self, ctx: RunContext) -> dict[str, Any]:
+    loss_type = L2SP_LOSS_TYPE
+
+    def loss_params(self, ctx: RunContext) -> dict[str, Any]:
         assert ctx.pretrained is not None
-        base = super().property_loss(ctx)  # type: ignore[misc]
-        if base["type"] == "property":  # what deepmd's get_loss fills in from the model
-            fit = self.property_fitting(ctx)
-            base = {**base, "task_dim": fit["task_dim"], "var_name": fit["property_name"],
-                    "intensive": fit["intensive"]}
         p = self.params(ctx)
-        return {"type": L2SP_LOSS_TYPE, "base": base, "delta": p["delta"], "delta_head": p["delta_head"],
-                "pretrained": str(ctx.pretrained.path)}
+        return {"delta": p["delta"], "delta_head": p["delta_head"], "pretrained": str(ctx.pretrained.path)}
 
 
 class L2SPFineTune(_L2SP, FineTune):
@@ -289,7 +317,7 @@ def list_ema_checkpoints(workdir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-class EmaFineTune(_WithParams, FineTune):
+class EmaFineTune(WithParams, FineTune):
     strategy = "ema"
 
     def training_common(self, ctx: RunContext) -> dict[str, Any]:
@@ -343,7 +371,7 @@ SURGICAL_MAIN = ("import sys; from ood_bench.backends.deepmd.robust import train
                  "sys.exit(train_surgical(sys.argv[1:]))")
 
 
-class SurgicalFineTune(_WithParams, FineTune):
+class SurgicalFineTune(WithParams, FineTune):
     """FT in which only the chosen descriptor layer groups and the head train."""
 
     strategy = "surgical"

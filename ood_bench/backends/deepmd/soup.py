@@ -33,7 +33,7 @@ from typing import Any
 from ...backends.base import FINISHED_STAGE
 from ...errors import OodBenchError
 from .inputs import RECIPES, FineTune, MultiTaskFineTune, RunContext
-from .robust import _WithParams, read_state
+from .robust import WithParams, read_state
 
 SOUP = "soup.pt"
 INIT = "init"
@@ -149,7 +149,7 @@ def _scaled(on_line: Callable[[str], None] | None, index: int, members: int,
 
 
 # --- the recipe ---------------------------------------------------------------------------
-class _Soup(_WithParams):
+class _Soup(WithParams):
     """The base recipe for 0 steps in ``init/``, then ``members`` trainings from that model in
     ``member<i>/`` (``training.seed`` = seed + 1000 i), then one candidate: their average ``soup.pt``."""
 
