@@ -661,16 +661,21 @@ def test_dropped_structures_are_collected_per_split(tmp_path):
 # ------------------------------------------------------------------------------- committed pages
 
 
-def test_committed_quickstart_leaderboard_is_what_the_command_makes(tmp_path, capsys):
-    """results/quickstart/LEADERBOARD.md is exactly what `oodbench leaderboard` makes from the
-    committed quickstart records (built here in a copy with the same layout), and it is deterministic."""
+@pytest.mark.parametrize("page", ["quickstart", "studies/standin-gap"])
+def test_committed_page_is_what_the_command_makes(page, tmp_path, capsys):
+    """results/<page>/LEADERBOARD.md (the quickstart's, the stand-in study's) is exactly what
+    `oodbench leaderboard` makes from the committed records and collapse table (built here in a
+    copy with the same layout), and it is deterministic."""
     from ood_bench.cli import main
 
-    src = REPO / "results" / "quickstart"
+    src = REPO / "results" / page
     if not (src / "runs").is_dir() or not (src / "LEADERBOARD.md").exists():
-        pytest.skip("no committed quickstart records")
-    results = tmp_path / "quickstart"
+        pytest.skip(f"no committed records and page under results/{page}")
+    results = tmp_path / Path(page).name
     shutil.copytree(src / "runs", results / "runs", ignore=shutil.ignore_patterns("*.pt", "work", "scratch"))
+    if (src / "analysis" / "collapse.md").exists():
+        (results / "analysis").mkdir()
+        shutil.copy(src / "analysis" / "collapse.md", results / "analysis" / "collapse.md")
     args = ["leaderboard", "--results-dir", str(results), "--splits-dir", str(REPO / "splits")]
     assert main(args) == 0
     fresh = (results / "LEADERBOARD.md").read_text()

@@ -103,6 +103,15 @@ def _plain_log_ticks(ax) -> None:
         axis.set_minor_formatter(fmt)
 
 
+def _ticks_at(axis, values: list[float]) -> None:
+    """Label a log axis at the measured points only (training-set sizes): labelled minor ticks
+    between them overlap."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    axis.set_major_locator(FixedLocator(values))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
@@ -458,6 +467,7 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
             ax.set_visible(False)
         for ax, (split, set_name) in zip(axes.flat, panels, strict=False):
             sub = g[(g["split"] == split) & (g["set"] == set_name)]
+            xs_all: set[float] = set()
             for key, r in sorted(sub.groupby(RUN), key=lambda kv: Run(*kv[0]).sort_key()):
                 pts = []
                 for frac, rf in r.groupby("train_fraction"):
@@ -469,9 +479,11 @@ def data_efficiency_figures(frame: pd.DataFrame, cards: list[Card], out: Path) -
                 pts.sort()
                 xs, ys, es = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
                 ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=Run(*key).label(cards))
+                xs_all.update(xs.tolist())
             ax.set_xscale("log")
             ax.set_yscale("log")
             _plain_log_ticks(ax)
+            _ticks_at(ax.xaxis, sorted(xs_all))
             uses_n = sub["n_train"].notna().any()
             ax.set_xlabel("training-set size" if uses_n else "training fraction")
             ax.set_ylabel(f"{set_name} {metric.upper()}")
