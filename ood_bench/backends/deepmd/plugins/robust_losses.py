@@ -76,29 +76,57 @@ def _base_loss(base: dict[str, Any], start_lr: float | None) -> TaskLoss:
     return TaskLoss.get_class_by_type(kind).get_loss(params)
 
 
-@TaskLoss.register(L2SP_LOSS_TYPE)
-class L2SPLoss(TaskLoss):
-    def __init__(self, base: dict[str, Any], pretrained: str, delta: float = 0.01, delta_head: float = 0.0,
-                 pretrained_branch: str | None = None, starter_learning_rate: float | None = None,
-                 **kwargs: Any) -> None:
+class _WrappedLoss(TaskLoss):
+    """A registered loss around a base loss (``base``: deepmd's ``property`` or any registered type):
+    what every oodbench wrapper shares (construction from its config, label requirements and
+    deepmd's serialize/deserialize of the constructor's arguments, ``config``)."""
+
+    def __init__(self, base: dict[str, Any], starter_learning_rate: float | None = None) -> None:
         super().__init__()
         self.base_config = dict(base)
         self.base = _base_loss(self.base_config, starter_learning_rate)
+        self.starter_learning_rate = starter_learning_rate
+
+    @classmethod
+    def get_loss(cls, loss_params: dict) -> _WrappedLoss:
+        params = dict(loss_params)
+        params.pop("type", None)
+        return cls(**params)
+
+    @property
+    def label_requirement(self) -> list[DataRequirementItem]:
+        return self.base.label_requirement
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments (what ``serialize`` writes)."""
+        return {"base": self.base_config, "starter_learning_rate": self.starter_learning_rate}
+
+    def serialize(self) -> dict:
+        return {"@class": type(self).__name__, "@version": 1, **self.config()}
+
+    @classmethod
+    def deserialize(cls, data: dict) -> _WrappedLoss:
+        data = data.copy()
+        check_version_compatibility(data.pop("@version"), 1, 1)
+        data.pop("@class")
+        return cls(**data)
+
+
+@TaskLoss.register(L2SP_LOSS_TYPE)
+class L2SPLoss(_WrappedLoss):
+    def __init__(self, base: dict[str, Any], pretrained: str, delta: float = 0.01, delta_head: float = 0.0,
+                 pretrained_branch: str | None = None, starter_learning_rate: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(base, starter_learning_rate)
         self.pretrained = str(pretrained)
         self.pretrained_branch = pretrained_branch
         self.delta = float(delta)
         self.delta_head = float(delta_head)
-        self.starter_learning_rate = starter_learning_rate
         # name inside the descriptor -> pretrained tensor; plain attributes (never in a state dict)
         self._anchor = {k: v for k, v in backbone(read_state(self.pretrained), pretrained_branch).items()
                         if torch.is_tensor(v) and v.is_floating_point()}
         self._anchor_on: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
 
-    @classmethod
-    def get_loss(cls, loss_params: dict) -> L2SPLoss:
-        params = dict(loss_params)
-        params.pop("type", None)
-        return cls(**params)
 
     def _anchor_for(self, name: str, like: torch.Tensor) -> torch.Tensor:
         key = (name, like.device, like.dtype)
@@ -135,21 +163,9 @@ class L2SPLoss(TaskLoss):
         more_loss["l2sp"] = penalty.detach()
         return model_pred, loss + penalty.to(loss.dtype), more_loss
 
-    @property
-    def label_requirement(self) -> list[DataRequirementItem]:
-        return self.base.label_requirement
-
-    def serialize(self) -> dict:
-        return {"@class": "L2SPLoss", "@version": 1, "base": self.base_config, "pretrained": self.pretrained,
-                "pretrained_branch": self.pretrained_branch, "delta": self.delta, "delta_head": self.delta_head,
-                "starter_learning_rate": self.starter_learning_rate}
-
-    @classmethod
-    def deserialize(cls, data: dict) -> L2SPLoss:
-        data = data.copy()
-        check_version_compatibility(data.pop("@version"), 1, 1)
-        data.pop("@class")
-        return cls(**data)
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "pretrained": self.pretrained, "pretrained_branch": self.pretrained_branch,
+                "delta": self.delta, "delta_head": self.delta_head}
 
 
 @loss_args_plugin.register(L2SP_LOSS_TYPE, doc="oodbench: L2-SP, a base loss + delta/2 ||theta_backbone - "
@@ -199,17 +215,11 @@ def frame_means(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (features.to(torch.float64) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
 
-class _DescriptorTermLoss(TaskLoss):
+class _DescriptorTermLoss(_WrappedLoss):
     """A base loss plus ``term`` of the descriptor's output on the same batch (subclasses)."""
 
     type_name = ""
     key = ""  # its name in lcurve.out
-
-    def __init__(self, base: dict[str, Any], starter_learning_rate: float | None = None) -> None:
-        super().__init__()
-        self.base_config = dict(base)
-        self.base = _base_loss(self.base_config, starter_learning_rate)
-        self.starter_learning_rate = starter_learning_rate
 
     @property
     def weight(self) -> float:
@@ -217,12 +227,6 @@ class _DescriptorTermLoss(TaskLoss):
 
     def term(self, descriptor: torch.nn.Module, call: Call, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    @classmethod
-    def get_loss(cls, loss_params: dict) -> _DescriptorTermLoss:
-        params = dict(loss_params)
-        params.pop("type", None)
-        return cls(**params)
 
     def forward(self, input_dict: dict[str, torch.Tensor], model: torch.nn.Module, label: dict[str, torch.Tensor],
                 natoms: int, learning_rate: float = 0.0, mae: bool = False,
@@ -242,23 +246,6 @@ class _DescriptorTermLoss(TaskLoss):
         more_loss[self.key] = term.detach()
         return model_pred, loss + term.to(loss.dtype), more_loss
 
-    @property
-    def label_requirement(self) -> list[DataRequirementItem]:
-        return self.base.label_requirement
-
-    def config(self) -> dict[str, Any]:
-        """The constructor's arguments (what ``serialize`` writes)."""
-        return {"base": self.base_config, "starter_learning_rate": self.starter_learning_rate}
-
-    def serialize(self) -> dict:
-        return {"@class": type(self).__name__, "@version": 1, **self.config()}
-
-    @classmethod
-    def deserialize(cls, data: dict) -> _DescriptorTermLoss:
-        data = data.copy()
-        check_version_compatibility(data.pop("@version"), 1, 1)
-        data.pop("@class")
-        return cls(**data)
 
 
 @TaskLoss.register(FEATURE_MAP_LOSS_TYPE)
