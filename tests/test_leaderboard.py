@@ -259,6 +259,31 @@ def test_regenerated_splits_are_other_results_not_table4_columns(tmp_path, cards
     assert "LOCO (regenerated)" in md.split("## Other measured results")[1]
 
 
+
+def test_fold_subset_reduces_those_folds_and_stays_out_of_table4(tmp_path, cards, capsys):
+    """``--folds 0,1``: cells over folds 0 and 1 only are complete numbers (fold 2 left out, said
+    on the page), named as a fold subset, compared across strategies, never a Table 4 cell."""
+    from ood_bench.cli import main
+
+    for strategy, err in [("scratch", 0.4), ("ft", 0.2)]:
+        for seed in (0, 1):
+            for f, extra in [(0, 0.0), (1, 0.1), (2, 5.0)]:
+                write(tmp_path, make_record("matbench_dielectric", "omee2024-LOCO", f, "dpa3", strategy, seed,
+                                            {"test": ([1.0], [1.0 + err + extra + 0.01 * seed])}))
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--no-figures", "--folds", "0-1"]) == 0
+    md = (tmp_path / "LEADERBOARD.md").read_text()
+    assert "folds 0, 1 only (`--folds 0,1`; 4 record(s) of other folds left out)" in md
+    table4 = md.split("## MatBench MAE (Table 4 layout)")[1].split("## Other measured results")[0]
+    assert "measured" not in "".join(line for line in table4.splitlines() if line.startswith("|"))
+    row = next(line for line in md.split("## Other measured results")[1].splitlines() if "DPA3-FT" in line)
+    # FT: mean over seeds of (0.2 + 0.3) / 2 + 0.01 seed -> 0.255; SE = 0.005 / sqrt(2)
+    assert "omee2024-LOCO, folds 0,1 only" in row and "0.2550 (0.0035) [measured 4/4 fold-runs" in row
+    comp = md.split("## Strategy comparison")[1]
+    ft = next(line for line in comp.splitlines() if "| FT " in line)
+    assert "-44.0%" in ft  # OOD vs Scratch: 0.255 / 0.455 - 1
+    assert main(["leaderboard", "--results-dir", str(tmp_path), "--no-figures", "--folds", "3-1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("a range goes from low to high, e.g. 1-3")
+
 # ---------------------------------------------------------------------------------- ranking
 
 
@@ -661,8 +686,9 @@ def test_dropped_structures_are_collected_per_split(tmp_path):
 # ------------------------------------------------------------------------------- committed pages
 
 
-@pytest.mark.parametrize("page", ["quickstart", "studies/standin-gap"])
-def test_committed_page_is_what_the_command_makes(page, tmp_path, capsys):
+@pytest.mark.parametrize("page,options", [("quickstart", []), ("studies/standin-gap", []),
+                                          ("studies/standin-dielectric", ["--folds", "0"])])
+def test_committed_page_is_what_the_command_makes(page, options, tmp_path, capsys):
     """results/<page>/LEADERBOARD.md (the quickstart's, the stand-in study's) is exactly what
     `oodbench leaderboard` makes from the committed records and collapse table (built here in a
     copy with the same layout), and it is deterministic."""
@@ -676,7 +702,7 @@ def test_committed_page_is_what_the_command_makes(page, tmp_path, capsys):
     if (src / "analysis" / "collapse.md").exists():
         (results / "analysis").mkdir()
         shutil.copy(src / "analysis" / "collapse.md", results / "analysis" / "collapse.md")
-    args = ["leaderboard", "--results-dir", str(results), "--splits-dir", str(REPO / "splits")]
+    args = ["leaderboard", "--results-dir", str(results), "--splits-dir", str(REPO / "splits"), *options]
     assert main(args) == 0
     fresh = (results / "LEADERBOARD.md").read_text()
     assert fresh == (src / "LEADERBOARD.md").read_text()

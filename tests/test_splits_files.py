@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ def _full_data() -> Path | None:
 fulldata = pytest.mark.skipif(_full_data() is None, reason="needs the full datasets under OODBENCH_DATA_DIR")
 
 
-@cache
+@lru_cache(maxsize=4)  # a few parsed files, not all 62 (the suite's peak memory)
 def _load(dataset: str, name: str):
     return load_split_file(SPLITS / dataset / f"{name}.json.xz")
 

@@ -18,8 +18,11 @@ from . import splits_dir_option
 @click.option("--baselines-dir", envvar="OODBENCH_BASELINES_DIR", type=click.Path(file_okay=False), default=None,
               help="Folder of baseline cards [env OODBENCH_BASELINES_DIR; default: the repo's baselines/].")
 @click.option("--no-figures", is_flag=True, help="Write only the markdown.")
+@click.option("--folds", "folds_spec", default="all", show_default=True,
+              help="Reduce over this fold subset only ('0', '0,3', '0-9'): for a study that runs a fixed subset "
+                   "of a split's folds. Its splits are named '<split> [folds ...]' on the page.")
 def leaderboard(results_dir: str | None, out_md: str | None, figures_dir: str | None, splits_dir: str | None,
-                baselines_dir: str | None, no_figures: bool) -> None:
+                baselines_dir: str | None, no_figures: bool, folds_spec: str) -> None:
     """Build the leaderboard: published numbers (baselines/*.yaml) next to measured results.
 
     Reads every <results-dir>/runs/**/record.json.gz (and legacy record.json; a corrupt record is
@@ -33,11 +36,13 @@ def leaderboard(results_dir: str | None, out_md: str | None, figures_dir: str | 
       oodbench leaderboard
       oodbench leaderboard --results-dir results/quickstart
       oodbench leaderboard --results-dir results --out /tmp/LEADERBOARD.md --no-figures
+      oodbench leaderboard --results-dir results/studies/standin-dielectric --folds 0
     """
     from pathlib import Path
 
     from ..errors import DataMissingError
     from ..leaderboard import build_leaderboard
+    from ..splits import parse_fold_spec
 
     ctx = click.get_current_context()
     source = ctx.get_parameter_source("results_dir")
@@ -51,13 +56,15 @@ def leaderboard(results_dir: str | None, out_md: str | None, figures_dir: str | 
             raise DataMissingError(f"{given} {results_dir}: no runs/ folder inside, so no result records (a typo? "
                                    "records live in <results-dir>/runs/)")
 
+    folds = parse_fold_spec(folds_spec)
+
     def warn(problem) -> None:
         from ..leaderboard.build import problem_text
 
         click.echo(f"warning: skipped corrupt record {problem.path}: {problem_text(problem)}", err=True)
 
     out = build_leaderboard(results_dir, out_md, figures_dir, splits_dir=splits_dir, baselines_dir=baselines_dir,
-                            figures=not no_figures, on_skip=warn)
+                            figures=not no_figures, on_skip=warn, folds=folds)
     cwd = Path.cwd()
 
     def show(p: Path) -> str:

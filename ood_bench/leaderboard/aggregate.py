@@ -244,6 +244,29 @@ def default_fold_count(dataset: str, split: str) -> int | None:
     return None
 
 
+SUBSET_SPLIT = re.compile(r"^(?P<split>.+) \[folds (?P<folds>[^\]]+)\]$")
+
+
+def subset_split(split: str, folds: list[str]) -> str:
+    """``omee2024-LOCO [folds 0,1]``: the name a split's runs take when the reduce covers a fold subset."""
+    return f"{split} [folds {','.join(folds)}]"
+
+
+def restrict_folds(records: Iterable[dict[str, Any]], folds: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """(records of these folds only, how many others were left out). Each kept record is a copy whose
+    split is named :func:`subset_split`: a mean over a fold subset is another quantity than the
+    split's mean over all its folds, so it never fills a Table 3/4 cell or meets full-split runs."""
+    wanted = set(folds)
+    kept, left_out = [], 0
+    for rec in records:
+        if str(rec["key"]["fold"]) not in wanted:
+            left_out += 1
+            continue
+        key = {**rec["key"], "split": subset_split(str(rec["key"]["split"]), folds)}
+        kept.append({**rec, "key": key})
+    return kept, left_out
+
+
 class FoldCounter:
     """Expected fold count per (dataset, split): split file when present, else the defaults."""
 
@@ -259,6 +282,15 @@ class FoldCounter:
         return self._cache[(dataset, split)]
 
     def _count(self, dataset: str, split: str) -> tuple[int | None, str]:
+        subset = SUBSET_SPLIT.match(split)
+        if subset:
+            names = subset["folds"].split(",")
+            _, source = self(dataset, subset["split"])
+            if source == "split file":  # names the split does not have are not expected
+                from ..splits import load_split
+
+                names = [n for n in names if n in load_split(dataset, subset["split"], self.splits_dir).folds]
+            return len(names), "fold subset"
         if self.use_split_files:
             from ..errors import OodBenchError
             from ..splits import load_split, split_path

@@ -22,6 +22,7 @@ from .aggregate import (
     FoldCounter,
     dropped_structures,
     records_frame,
+    restrict_folds,
     strategy_label,
     strategy_rank,
     summarize,
@@ -89,11 +90,14 @@ def check_writable(path: str | Path, what: str) -> None:
 def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path | None = None,
                       figures_dir: str | Path | None = None, *, splits_dir: str | Path | None = None,
                       baselines_dir: str | Path | None = None, figures: bool = True,
-                      on_skip: Callable[[RecordProblem], None] | None = _log_skipped) -> dict[str, Any]:
+                      on_skip: Callable[[RecordProblem], None] | None = _log_skipped,
+                      folds: list[str] | None = None) -> dict[str, Any]:
     """Reduce every valid record under ``results_dir`` (default: ``results_dir()``) and the baseline
     cards into ``out_md`` (default ``<results>/LEADERBOARD.md``) and PNG figures (default
     ``<results>/figures``). The output folders are checked before anything is computed; each
     skipped record is passed once to ``on_skip`` (default: a logged warning; None: silent).
+    ``folds`` reduces over that fold subset only (a study that runs a fixed subset of a split's
+    folds): see :func:`~.aggregate.restrict_folds`.
 
     Returns ``{"markdown": Path, "figures": [Path], "figures_dir": Path, "n_records": int,
     "skipped": [(Path, problem)], "n_cards": int}``.
@@ -113,6 +117,10 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
     if on_skip is not None:
         for p in problems:
             on_skip(p)
+    subset = None
+    if folds:
+        records, left_out = restrict_folds(records, folds)
+        subset = (folds, left_out)
     frame = records_frame(records)
     summary = summarize(frame, FoldCounter(splits_dir))
     figs: list[Figure] = []
@@ -123,7 +131,7 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
         figs += data_efficiency_figures(frame, cards, fig_dir)
         figs += ablation_figures(summary, fig_dir)
     text = render_markdown(cards, summary, frame, figs, problems, out_md, results,
-                           dropped=dropped_structures(records), ensembles=ensemble_frame(records))
+                           dropped=dropped_structures(records), ensembles=ensemble_frame(records), subset=subset)
     atomic_write_bytes(out_md, text.encode("utf-8"))
     return {
         "markdown": out_md,
@@ -221,9 +229,19 @@ def _measured_footnotes(cards: list[Card], summary: pd.DataFrame) -> list[str]:
     return ["Measured models: references.", "", *lines, ""] if lines else []
 
 
+def _subset_note(subset: tuple[list[str], int] | None) -> list[str]:
+    if subset is None:
+        return []
+    folds, left_out = subset
+    return [f"**Fold subset**: folds {', '.join(folds)} only (`--folds {','.join(folds)}`; {left_out} record(s) of "
+            "other folds left out). Every measured number is a mean over these folds, so their splits are named "
+            "`<split> [folds ...]` and never fill the Table 3/4 columns, whose reported numbers average every fold.",
+            ""]
+
+
 def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFrame, figs: list[Figure],
                     problems: list, out_md: Path, results: Path, dropped: list[Dropped] | None = None,
-                    ensembles: pd.DataFrame | None = None) -> str:
+                    ensembles: pd.DataFrame | None = None, subset: tuple[list[str], int] | None = None) -> str:
     n_records = 0 if frame.empty else frame["path"].nunique()
     here = out_md.parent
     runs_rel = _rel(results / "runs", here)
@@ -236,6 +254,7 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
         f"`{runs_rel}` ({len(problems)} skipped) and {len(cards)} baseline cards in "
         "`baselines/`. Do not edit by hand: rerun the command.",
         "",
+        *_subset_note(subset),
         "Contents: [Measured here](#measured-here) · [How to read this](#how-to-read-this) · "
         "[QM9 (Table 3 layout)](#qm9-boom-rmse-table-3-layout) · "
         "[QM9 OOD/ID gap](#qm9-oodid-gap-per-property) · [MatBench (Table 4 layout)](#matbench-mae-table-4-layout)"

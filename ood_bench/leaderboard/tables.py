@@ -19,7 +19,17 @@ from decimal import Decimal
 import pandas as pd
 from tabulate import tabulate
 
-from .aggregate import FAMILY, RUN, Cell, Run, geo_mean, headline_metric, measured_label, runs_sorted
+from .aggregate import (
+    FAMILY,
+    RUN,
+    SUBSET_SPLIT,
+    Cell,
+    Run,
+    geo_mean,
+    headline_metric,
+    measured_label,
+    runs_sorted,
+)
 from .baselines import (
     MATBENCH_DATASETS,
     MATBENCH_PAPER_NAMES,
@@ -235,6 +245,9 @@ def qm9_gap_table(cards: list[Card], summary: pd.DataFrame) -> str:
 
 def split_row_label(split: str) -> tuple[int, str, str]:
     """(family order, method/split label, family name) of a MatBench split name."""
+    subset = SUBSET_SPLIT.match(split)
+    if subset:
+        return 2, f"{subset['split']}, folds {subset['folds']} only", "fold subset"
     if split in SPLIT_TO_METHOD:
         return 0, SPLIT_TO_METHOD[split], "published"
     if split in OOD_METHODS:
