@@ -38,13 +38,22 @@ def session_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def stand_in(session_cache, fixture_data):
-    """A tiny two-branch stand-in pretrained model built from the fixture data (~40 s)."""
-    from ood_bench.backends.deepmd.pretrain import PretrainConfig, pretrain
+    """A tiny two-branch stand-in pretrained model built from the fixture data (~40 s), in a child
+    process: CHGNet and xTB labelling would leave ~2.5 GB in the test process for the whole suite."""
+    import subprocess
+    import sys
+
     from ood_bench.backends.deepmd.pretrained import load_pretrained
 
-    path = pretrain(PretrainConfig(n_molecules=80, n_crystals=45, n_copies=2, steps=40), str(fixture_data))
+    code = ("import sys\n"
+            "from ood_bench.backends.deepmd.pretrain import PretrainConfig, pretrain\n"
+            "cfg = PretrainConfig(n_molecules=80, n_crystals=45, n_copies=2, steps=40)\n"
+            "print(pretrain(cfg, sys.argv[1]))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(fixture_data)], capture_output=True, text=True, cwd=REPO)
+    if out.returncode:
+        pytest.fail(f"building the test stand-in failed:\n{out.stderr[-3000:]}")
     load_pretrained.cache_clear()
-    return load_pretrained(str(path))
+    return load_pretrained(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
