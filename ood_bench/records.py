@@ -153,13 +153,25 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Non
             yield path, rec, None
 
 
-def load_records(results_dir: Path) -> tuple[list[dict[str, Any]], list[RecordProblem]]:
-    """Valid records, plus the files that were skipped and why (never fatal)."""
+def load_records(results_dir: Path, compact: bool = False) -> tuple[list[dict[str, Any]], list[RecordProblem]]:
+    """Valid records, plus the files that were skipped and why (never fatal). ``compact``: each
+    set's ``id``/``y_true``/``y_pred`` become numpy arrays as the record is read, so a reduce over
+    thousands of records holds their predictions in a fraction of the memory of Python lists."""
     good, bad = [], []
     for path, rec, problem in iter_records(results_dir):
         if rec is None:
             bad.append(RecordProblem(path, problem or "invalid"))
         else:
             rec.setdefault("_path", str(path))
-            good.append(rec)
+            good.append(_compacted(rec) if compact else rec)
     return good, bad
+
+
+def _compacted(rec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    for block in (rec.get("predictions") or {}).values():
+        block["id"] = np.asarray(block["id"])
+        block["y_true"] = np.asarray(block["y_true"], dtype=float)
+        block["y_pred"] = np.asarray(block["y_pred"], dtype=float)
+    return rec

@@ -113,7 +113,7 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
     if figures:
         check_writable(fig_dir, "figures folder")
     cards = load_cards(baselines_dir)
-    records, problems = load_records(results)
+    records, problems = load_records(results, compact=True)
     if on_skip is not None:
         for p in problems:
             on_skip(p)
