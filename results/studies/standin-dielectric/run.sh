@@ -3,8 +3,9 @@
 # dielectric, published OOD split omee2024-LOCO, fold 0 only (a fixed subset: its test set is one
 # cluster of 152 structures), seeds 0-2, with the shipped stand-in oodbench-small (MFT's auxiliary
 # task: its CHGNet crystal branch and shipped frames), the `small` preset and 300 steps; then this
-# folder's leaderboard page. Resumable: rerun it and finished runs are skipped. About 1.5 hours on
-# an idle 2-core machine (57 trainings: the soup trains 3 members).
+# folder's leaderboard page, reduced over that fold (--folds 0). Resumable: rerun it and finished
+# runs are skipped. 51 runs (the soup trains 3 members, plus its 0-step init): their wall times sum
+# to 3.0 hours on this 2-core machine while it was shared, so about 1.5 hours with JOBS=2.
 #
 #   bash results/studies/standin-dielectric/run.sh            # from the repository root
 set -euo pipefail
