@@ -5,9 +5,12 @@ a real property checkpoint, then predicts the same QM9 molecules in fresh proces
 configurations and checks that the predictions agree to float round-off:
 
 - before: what oodbench did until this benchmark existed (one thread, 1024-atom batches,
-  deepmd's default);
-- after: oodbench's current evaluation settings (every usable core once training has ended,
-  512-atom batches).
+  deepmd's default TorchScript model);
+- after: oodbench's current evaluation settings (eager model, every usable core once training
+  has ended, 256-atom batches).
+
+Each configuration makes one pass over the molecules with a freshly loaded model, as a run does
+for each candidate checkpoint.
 
     python benchmarks/eval_speed.py [--n 4000] [--checkpoint model.pt]
 """
@@ -25,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = {
-    "before (1 thread, 1024-atom batches)": {"OODBENCH_EVAL_THREADS": "1", "DP_INFER_BATCH_SIZE": "1024"},
-    "after (oodbench defaults)": {},
+CONFIGS = {  # label: (environment, load as oodbench did before)
+    "before (TorchScript, 1 thread, 1024 atoms)": ({"OODBENCH_EVAL_THREADS": "1", "DP_INFER_BATCH_SIZE": "1024"}, True),
+    "after (oodbench defaults)": ({}, False),
 }
 
 
@@ -41,7 +44,20 @@ def train_checkpoint(workdir: Path) -> Path:
     return execute(spec).parent / "model.pt"
 
 
-def worker(checkpoint: str, n: int, out: str) -> None:
+def legacy_load(checkpoint: str):
+    """How oodbench loaded a model before: ``DeepEval``'s default, TorchScript."""
+    import torch
+    from deepmd.infer import DeepEval
+
+    from ood_bench.backends.deepmd.launcher import inference_threads, set_inference_threads
+
+    set_inference_threads()
+    model = DeepEval(checkpoint)
+    torch.set_num_threads(inference_threads())
+    return model
+
+
+def worker(checkpoint: str, n: int, out: str, legacy: bool) -> None:
     """Predict ``n`` seeded QM9 molecules, grouped by atom count as the harness does."""
     from ood_bench.backends.deepmd.data import write_systems
     from ood_bench.backends.deepmd.predict import load_model, predict
@@ -53,7 +69,7 @@ def worker(checkpoint: str, n: int, out: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         systems = write_systems(Path(tmp) / "sys", qm9.structures, ids)
         t0 = time.time()
-        model = load_model(Path(checkpoint))
+        model = legacy_load(checkpoint) if legacy else load_model(Path(checkpoint))
         t_load = time.time() - t0
         t0 = time.time()
         got_ids, y = predict(model, systems)
@@ -62,10 +78,11 @@ def worker(checkpoint: str, n: int, out: str) -> None:
     print(json.dumps({"load_s": t_load, "predict_s": seconds}))
 
 
-def run_config(checkpoint: Path, n: int, env: dict[str, str], out: Path) -> dict[str, float]:
+def run_config(checkpoint: Path, n: int, env: dict[str, str], legacy: bool, out: Path) -> dict[str, float]:
     full = {k: v for k, v in os.environ.items() if k not in ("OODBENCH_EVAL_THREADS", "DP_INFER_BATCH_SIZE")}
     full.update(env)
     cmd = [sys.executable, __file__, "--worker", str(checkpoint), "--n", str(n), "--out", str(out)]
+    cmd += ["--legacy"] if legacy else []
     res = subprocess.run(cmd, env=full, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -76,16 +93,17 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="a property-model .pt (default: train a 20-step FT run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--legacy", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args.worker, args.n, args.out)
+        return worker(args.worker, args.n, args.out, args.legacy)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else train_checkpoint(Path(tmp))
         print(f"checkpoint: {ckpt.name}, {args.n} QM9 molecules, {os.cpu_count()} cores")
         preds, rates = [], []
-        for label, env in CONFIGS.items():
+        for label, (env, legacy) in CONFIGS.items():
             out = Path(tmp) / f"pred{len(preds)}.npy"
-            t = run_config(ckpt, args.n, env, out)
+            t = run_config(ckpt, args.n, env, legacy, out)
             preds.append(np.load(out))
             rates.append(args.n / t["predict_s"])
             print(f"{label:40s} {rates[-1]:8.0f} structures/s  (model load {t['load_s']:.1f} s)")

@@ -16,14 +16,14 @@ from ...errors import RunFailedError
 from ...procs import EVAL_THREADS_ENV, die_with_parent, idle_cores
 
 # On small CPUs one thread per op is fastest for training small models (2 threads were 3-6x
-# slower). Inference batches of 512 atoms beat deepmd's 1024 on a 2-core CPU (cache-sized
-# tensors: 1.5x at one thread; see benchmarks/eval_speed.py).
+# slower). Inference batches of 256 atoms beat deepmd's 1024 on a 2-core CPU (cache-sized
+# tensors; 128/256/512/1024 gave 412/433/367/338 structures/s; see benchmarks/eval_speed.py).
 THREAD_DEFAULTS = {
     "OMP_NUM_THREADS": "1",
     "DP_INTRA_OP_PARALLELISM_THREADS": "1",
     "DP_INTER_OP_PARALLELISM_THREADS": "1",
     "NUM_WORKERS": "0",
-    "DP_INFER_BATCH_SIZE": "512",
+    "DP_INFER_BATCH_SIZE": "256",
 }
 
 

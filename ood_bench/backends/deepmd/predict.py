@@ -16,7 +16,11 @@ def load_model(checkpoint: Path, head: str | None = None):
     import torch
     from deepmd.infer import DeepEval
 
-    model = DeepEval(str(checkpoint), head=head) if head else DeepEval(str(checkpoint))
+    # Eager, not TorchScript: each candidate is loaded once and makes one pass over a set, and
+    # TorchScript's profiling executor spends that pass re-specialising on every new batch shape
+    # (benchmarks/eval_speed.py: with 256-atom batches and idle cores, 2.2x over TorchScript/1 thread/1024 atoms, same predictions to 1e-10).
+    kwargs = {"head": head} if head else {}
+    model = DeepEval(str(checkpoint), no_jit=True, **kwargs)
     torch.set_num_threads(inference_threads())  # after deepmd's backend import set its training default
     return model
 
