@@ -18,7 +18,8 @@ def load_model(checkpoint: Path, head: str | None = None):
 
     # Eager, not TorchScript: each candidate is loaded once and makes one pass over a set, and
     # TorchScript's profiling executor spends that pass re-specialising on every new batch shape
-    # (benchmarks/eval_speed.py: with 256-atom batches and idle cores, 2.2x over TorchScript/1 thread/1024 atoms, same predictions to 1e-10).
+    # (benchmarks/eval_speed.py: with 256-atom batches on idle cores, 2.2x over TorchScript on
+    # one thread with 1024-atom batches; same predictions to 4e-10).
     kwargs = {"head": head} if head else {}
     model = DeepEval(str(checkpoint), no_jit=True, **kwargs)
     torch.set_num_threads(inference_threads())  # after deepmd's backend import set its training default
