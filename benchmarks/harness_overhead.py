@@ -30,9 +30,11 @@ def main() -> None:
     ap.add_argument("--strategy", default="ft")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--pretrained", default="oodbench-small")
+    ap.add_argument("--train-fraction", type=float, default=1.0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        spec = RunSpec(key=RunKey(args.dataset, args.split, args.fold, "dpa3", args.strategy, 0, 1.0, args.property),
+        spec = RunSpec(key=RunKey(args.dataset, args.split, args.fold, "dpa3", args.strategy, 0, args.train_fraction,
+                                    args.property),
                        preset="tiny", steps=args.steps, pretrained=args.pretrained, results_dir=tmp)
         t0 = time.time()
         path = execute(spec)
@@ -47,7 +49,11 @@ def main() -> None:
     kib = rec["data"]["fold_data_bytes"] // 1024
     print(f"{f'fold data (deepmd/npy, {kib} KiB)':45s} {t['data_s']:8.2f} s")
     print(f"{'dp --pt train (' + str(args.steps) + ' steps, subprocess wall)':45s} {train:8.2f} s")
-    print(f"{'evaluation (DeepEval + metrics)':45s} {t['eval_s']:8.2f} s")
+    preds = rec["predictions"]
+    extra_candidates = len(rec["training"].get("selection") or [{}]) - 1  # scored on validation only
+    n_eval = sum(len(p["id"]) for p in preds.values()) + extra_candidates * len(preds["val"]["id"])
+    print(f"{'evaluation (DeepEval + metrics)':45s} {t['eval_s']:8.2f} s"
+          f"  ({n_eval} structure evaluations, {n_eval / t['eval_s']:.0f}/s)")
     print(f"{'record writing':45s} {record_s:8.2f} s")
     print(f"harness overhead / training time: {harness / train:.1%} "
           f"(without evaluation: {(harness - t['eval_s']) / train:.1%}); "

@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -35,15 +36,22 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def idle_cores() -> int:
-    """Usable cores not taken by other runnable work right now (Linux ``/proc/loadavg``'s count of
-    running tasks, this one included): torch threads on a busy core spin and run several times
-    slower than one thread (measured: 2 threads with one core busy, 0.4x). Elsewhere: all cores."""
+def idle_cores(samples: int = 5, interval_s: float = 0.02) -> int:
+    """Usable cores not taken by other runnable work (Linux ``/proc/loadavg``'s count of running
+    tasks, this one included): torch threads on a busy core spin and run several times slower
+    than one thread (measured: 2 threads with one core busy, 0.4x). The fewest running over a few
+    samples 20 ms apart: one sample often caught a thread of our own starting up (a model load)
+    and halved evaluation for the whole run. Elsewhere: all cores."""
     try:
-        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        running = min(_running_tasks(interval_s if i else 0.0) for i in range(samples))
     except (OSError, ValueError, IndexError):
         return usable_cores()
     return max(1, usable_cores() - max(0, running - 1))
+
+
+def _running_tasks(wait_s: float) -> int:
+    time.sleep(wait_s)
+    return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
 
 
 def pool_worker(workers: int) -> None:

@@ -216,3 +216,16 @@ def test_evaluation_threads_leave_busy_cores_alone(monkeypatch):
         busy.wait()
     monkeypatch.setenv("OODBENCH_EVAL_THREADS", "3")
     assert inference_threads() == 3
+
+
+def test_idle_cores_ignores_a_momentary_runnable_thread(monkeypatch):
+    """One /proc/loadavg sample often caught a thread of our own starting up while a model was
+    loading, and the whole run then evaluated on one core: the fewest over a few samples counts."""
+    from ood_bench import procs
+
+    samples = iter([3, 1, 2, 1, 1])
+    monkeypatch.setattr(procs, "_running_tasks", lambda wait_s: next(samples))
+    monkeypatch.setattr(procs, "usable_cores", lambda: 2)
+    assert procs.idle_cores() == 2
+    samples = iter([2, 2, 2, 2, 2])
+    assert procs.idle_cores() == 1
