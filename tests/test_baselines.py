@@ -3,6 +3,7 @@ standard errors: ``id_se``/``ood_se``), measured-only cards, registry coverage."
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -252,3 +253,20 @@ def test_every_number_equals_the_paper_text(cards):
     assert len(t4) == 10 * 3 * 6
     for (model, ds, method), value in t4.items():
         assert n[model].matbench(ds, method) == value, (model, ds, method)
+
+
+def test_records_from_before_an_option_existed_still_resume():
+    """A record written before subset_seed/subset_pool/strategy_params/gpus existed (its config,
+    as oodbench a3a7eb1 wrote it) is the same run as today's default spec, and a conflict as soon
+    as the planned run sets one of those options or changes an old one."""
+    import dataclasses
+
+    from ood_bench.runner.identity import fingerprint, same_run
+    from ood_bench.runner.spec import RunSpec
+
+    config = json.loads((Path(__file__).parent / "fixtures" / "reference" / "legacy_record_config.json").read_text())
+    spec = RunSpec.from_json(config["spec"])
+    assert fingerprint(spec) != config["fingerprint"]  # today's fingerprint covers the newer options
+    assert same_run(config, spec)
+    for change in ({"subset_pool": "train+val"}, {"gpus": 2}, {"aux_prob": 0.3}, {"selection": "last"}):
+        assert not same_run(config, dataclasses.replace(spec, **change)), change

@@ -53,17 +53,43 @@ def canonical(spec: RunSpec) -> RunSpec:
 
 
 def fingerprint_of(spec: RunSpec, backend_identity: dict[str, Any]) -> str:
-    fields = {**spec.result_fields(), **backend_identity}
+    return _digest({**spec.result_fields(), **backend_identity})
+
+
+def _digest(fields: dict[str, Any]) -> str:
     blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def fingerprint(spec: RunSpec) -> str:
     """Fingerprint of a planned run (cheap: resolves the checkpoint, loads no dataset)."""
+    spec = canonical(spec)
+    return fingerprint_of(spec, _identity(spec))
+
+
+def _identity(spec: RunSpec) -> dict[str, Any]:
     from ..backends import backend_for
     from ..strategies import STRATEGIES
 
-    spec = canonical(spec)
     model = MODELS.get(spec.key.model)
-    identity = backend_for(model).identity(spec, model, STRATEGIES.get(spec.key.strategy))
-    return fingerprint_of(spec, identity)
+    return backend_for(model).identity(spec, model, STRATEGIES.get(spec.key.strategy))
+
+
+def same_run(record_config: dict[str, Any], spec: RunSpec) -> bool:
+    """Whether a record was made by this planned run. A record written before an option existed
+    was made with that option's default behaviour: when the planned run leaves every such option at
+    its default, the fingerprint the older code gave it (the same fields without them, the same
+    backend identity) must match instead, so adding an option never orphans finished runs."""
+    spec = canonical(spec)
+    identity = _identity(spec)
+    stored = record_config.get("fingerprint")
+    if stored == fingerprint_of(spec, identity):
+        return True
+    known = set(record_config.get("spec") or {})
+    fields = spec.result_fields()
+    newer = {k for k in fields if k not in known}
+    defaults = RunSpec(key=spec.key).result_fields()
+    if not known or not newer or any(fields[k] != defaults[k] for k in newer):
+        return False
+    older = {k: v for k, v in fields.items() if k not in newer}
+    return stored == _digest({**older, **identity})

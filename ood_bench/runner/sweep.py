@@ -1,6 +1,6 @@
 """A sweep: the run matrix, resume bookkeeping, an executor, progress and a summary.
 
-Resume rule: a run whose record exists, validates and has the same fingerprint is skipped; a
+Resume rule: a run whose record exists, validates and was made by the same run (``same_run``) is skipped; a
 record made with other options is a conflict (never silently mixed; ``--force`` replaces it);
 anything else (no record, a torn one, a leftover work folder) is redone from scratch.
 """
@@ -17,7 +17,7 @@ from ..errors import OodBenchError, UsageError
 from ..io_utils import read_json
 from ..paths import results_dir as resolve_results
 from ..records import RunKey, record_path, validate_record
-from .identity import fingerprint
+from .identity import same_run
 from .spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def status_of(spec: RunSpec) -> str:
         return "corrupt"
     if validate_record(rec):
         return "corrupt"
-    return "complete" if rec["config"].get("fingerprint") == fingerprint(spec) else "conflict"
+    return "complete" if same_run(rec["config"], spec) else "conflict"
 
 
 @dataclass
