@@ -270,3 +270,22 @@ def test_records_from_before_an_option_existed_still_resume():
     assert same_run(config, spec)
     for change in ({"subset_pool": "train+val"}, {"gpus": 2}, {"aux_prob": 0.3}, {"selection": "last"}):
         assert not same_run(config, dataclasses.replace(spec, **change)), change
+
+
+@pytest.mark.parametrize("root", ["runs", "quickstart", "studies"])
+def test_committed_records_are_what_todays_code_would_resume(root, monkeypatch, tmp_path):
+    """Every committed record is the run today's code plans for its spec (same options, same
+    stand-in checkpoint): rerunning a committed sweep skips it instead of reporting a conflict,
+    and a leaderboard row never mixes records of two stand-ins."""
+    import gzip
+
+    from ood_bench.runner.identity import same_run
+    from ood_bench.runner.spec import RunSpec
+
+    monkeypatch.setenv("OODBENCH_CACHE_DIR", str(tmp_path))  # the shipped stand-in, not a local rebuild
+    stale = []
+    for path in sorted((REPO / "results" / root).rglob("record.json.gz")):
+        config = json.loads(gzip.decompress(path.read_bytes()))["config"]
+        if not same_run(config, RunSpec.from_json(config["spec"])):
+            stale.append(str(path.relative_to(REPO)))
+    assert not stale, f"{len(stale)} stale records, e.g. {stale[:3]}"
