@@ -125,13 +125,16 @@ def test_representative_fold_is_closest_to_the_mean():
 
 
 def test_dry_run_counts_the_longer_mft_schedule_on_matbench(env):
-    from ood_bench.runner.sweep import planned_steps
+    from ood_bench.runner.sweep import estimate_steps, planned_steps
 
     def steps(dataset, strategy):
         return planned_steps(RunSpec(key=RunKey(dataset, "x", "0", "dpa3", strategy, 0, 1.0, ""), preset="paper"))
 
     assert steps("matbench_dielectric", "mft") == 200_000 and steps("matbench_dielectric", "ft") == 100_000
     assert steps("qm9", "mft") == 100_000
+    soup = RunSpec(key=RunKey("qm9", "x", "0", "dpa3", "soup", 0, 1.0, ""), preset="paper", steps=20,
+                   strategy_params={"members": "4"})
+    assert planned_steps(soup) == 20 and estimate_steps([soup]) == 80  # each member trains all 20 steps
     assert status_of(qm9("ft", env, Path("/nonexistent-results"))) == "todo"
 
 

@@ -129,7 +129,11 @@ def planned_steps(spec: RunSpec) -> int:
 
 
 def estimate_steps(specs: list[RunSpec]) -> int:
-    return sum(planned_steps(s) for s in specs)
+    """Training steps the runs will take in all (a soup trains each member in full)."""
+    from ..strategies import STRATEGIES
+
+    return sum(planned_steps(s) * STRATEGIES.get(s.key.strategy).trainings_per_run(s.strategy_params)
+               for s in specs)
 
 
 def sweep_root(specs: list[RunSpec]) -> Path:

@@ -48,6 +48,8 @@ class Strategy:
     # reference of Fig. 2), "multi-task" (MFT, the ablations' baseline), "ablation" (Fig. 3(c-e)), or None.
     role: str | None = None
     params: dict[str, Param] = field(default_factory=dict)
+    # The parameter that counts full trainings in one run (a soup's members), for cost estimates.
+    trainings_param: str | None = None
 
     def supports(self, backend: str) -> bool:
         return backend in self.backends
@@ -60,6 +62,10 @@ class Strategy:
             known = ", ".join(self.params) or "none"
             raise UsageError(f"strategy {self.name} has no parameter '{unknown[0]}'; its parameters: {known}")
         return {k: (p.parse(k, given[k]) if k in given else p.default) for k, p in self.params.items()}
+
+    def trainings_per_run(self, given: dict[str, str]) -> int:
+        """How many times one run trains the model (1, or a soup's member count)."""
+        return int(self.resolve_params(given)[self.trainings_param]) if self.trainings_param else 1
 
     def param_variant(self, given: dict[str, str]) -> str:
         """The non-default parameters, canonically (``delta=0.1,k=2``): part of the record path."""

@@ -37,8 +37,9 @@ MEMBERS = MemberCount(3, "how many models are fine-tuned (same recipe, steps and
 STRATEGIES.add("soup", Strategy(
     "soup", "FT uniform soup", "FT trained several times (members differ only in data order), then the "
     "members' final weights averaged uniformly into one model", order=34, backends=("deepmd",),
-    needs_pretrained=True, params={"members": MEMBERS}))
+    needs_pretrained=True, params={"members": MEMBERS}, trainings_param="members"))
 STRATEGIES.add("mft-soup", Strategy(
     "mft-soup", "MFT uniform soup", "MFT trained several times (members differ only in data order), then "
     "the members' final weights (backbone and both heads) averaged uniformly into one model", order=35,
-    backends=("deepmd",), needs_pretrained=True, uses_aux=True, params={"members": MEMBERS}))
+    backends=("deepmd",), needs_pretrained=True, uses_aux=True, params={"members": MEMBERS},
+    trainings_param="members"))
