@@ -919,3 +919,25 @@ def test_comparison_and_ablation_sections_in_the_leaderboard(tmp_path):
     write(other, qm9_record(0, np.zeros(3), np.zeros(3) + 0.1, np.zeros(3), np.zeros(3) + 0.2))
     md = build_leaderboard(other, figures=False, splits_dir=tmp_path / "none")["markdown"].read_text()
     assert "Strategy comparison" not in md and "Ablations" not in md and "↑RMSE" not in md
+
+
+def test_a_family_made_with_two_checkpoints_is_flagged(tmp_path, caplog):
+    """Records of one run family from two pretrained checkpoints (a rebuilt stand-in) average two
+    models: the page says so, by family, and the log warns; one checkpoint says nothing."""
+    from ood_bench.leaderboard.build import build_leaderboard
+
+    results = tmp_path / "results"
+    recs = [make_record("matbench_dielectric", "random", f, "dpa3", "ft", 0, {"test": ([1.0, 2.0], [1.5, 2.5])},
+                        stand_in=True) for f in range(5)]
+    for r in recs:
+        r["pretrained"]["sha256"] = "a" * 64
+    write(results / "runs", *recs)
+    out = build_leaderboard(results, figures=False)
+    assert "mixed checkpoints" not in out["markdown"].read_text()
+    recs[3]["pretrained"]["sha256"] = "b" * 64
+    write(results / "runs", recs[3])
+    out = build_leaderboard(results, figures=False)
+    text = out["markdown"].read_text()
+    assert "**Warning: mixed checkpoints.**" in text
+    assert "- matbench_dielectric / random / DPA3-FT (stand-in pretrained, measured): 2 checkpoints" in text
+    assert "mixes records from 2 pretrained checkpoints" in caplog.text

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # What identifies a run within a family (one row/column of a table).
 RUN = ["model", "strategy", "preset", "variant", "stand_in"]
 FAMILY = ["dataset", "split", "property", "model", "strategy", "preset", "variant", "stand_in", "train_fraction"]
-COLUMNS = [*FAMILY, "fold", "seed", "set", "n", "mae", "rmse", "r2", "max_error", "n_train", "path"]
+COLUMNS = [*FAMILY, "fold", "seed", "set", "n", "mae", "rmse", "r2", "max_error", "n_train", "path", "checkpoint"]
 _SPARSE = re.compile(r"^(omee2024-)?(LOCO|Sparse[XY](cluster|single))$")
 PAPER_PRESET = "paper"  # the preset that reproduces the paper's model: its measured rows carry no preset tag
 
@@ -108,12 +108,23 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "stand_in": bool(pre.get("stand_in", False)),
             "train_fraction": float(key.get("train_fraction", 1.0)), "fold": str(key["fold"]),
             "seed": int(key["seed"]), "n_train": (rec.get("data") or {}).get("n_train"),
-            "path": rec.get("_path", ""),
+            "path": rec.get("_path", ""), "checkpoint": str(pre.get("sha256") or ""),
         }
         for set_name, m in rec["metrics"].items():
             rows.append({**base, "set": set_name, "n": m.get("n"), "mae": m.get("mae"), "rmse": m.get("rmse"),
                          "r2": m.get("r2"), "max_error": m.get("max_error")})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def mixed_checkpoints(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    """Run families whose records come from more than one pretrained checkpoint (a rebuilt stand-in,
+    a re-downloaded model): their cells would average two models. (label, how many checkpoints)."""
+    if frame.empty:
+        return []
+    with_ckpt = frame[frame["checkpoint"] != ""]
+    counts = with_ckpt.groupby(FAMILY, sort=True, dropna=False)["checkpoint"].nunique()
+    return [(" / ".join([*(str(v) for v in fam[:3] if str(v)), Run(*fam[3:8]).label(None, float(fam[8]))]), int(n))
+            for fam, n in counts.items() if n > 1]
 
 
 def head_note(rec: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from .aggregate import (
     Dropped,
     FoldCounter,
     dropped_structures,
+    mixed_checkpoints,
     records_frame,
     restrict_folds,
     strategy_label,
@@ -193,6 +194,19 @@ def _dropped_lines(dropped: list[Dropped]) -> list[str]:
     return [*lines, ""]
 
 
+def _mixed_lines(frame: pd.DataFrame) -> list[str]:
+    """A loud note (and a logged warning) for run families that average two pretrained models."""
+    mixed = mixed_checkpoints(frame)
+    if not mixed:
+        return []
+    for label, n in mixed:
+        log.warning("%s mixes records from %d pretrained checkpoints", label, n)
+    return ["**Warning: mixed checkpoints.** These run families hold records made with different pretrained "
+            "checkpoints (by sha256), so their numbers average different models; rerun the older ones with "
+            "`oodbench run ... --force` or keep them in separate `--results-dir` folders:", "",
+            *[f"- {label}: {n} checkpoints" for label, n in mixed], ""]
+
+
 def _measured_section(cards: list[Card], summary: pd.DataFrame, dropped: list[Dropped], n_records: int,
                       runs_rel: str) -> list[str]:
     L = ["## Measured here", ""]
@@ -262,6 +276,7 @@ def render_markdown(cards: list[Card], summary: pd.DataFrame, frame: pd.DataFram
         "",
     ]
     L += _measured_section(cards, summary, dropped or [], n_records, runs_rel)
+    L += _mixed_lines(frame)
     L += [
         "## How to read this",
         "",
