@@ -277,15 +277,14 @@ def test_committed_records_are_what_todays_code_would_resume(root, monkeypatch, 
     """Every committed record is the run today's code plans for its spec (same options, same
     stand-in checkpoint): rerunning a committed sweep skips it instead of reporting a conflict,
     and a leaderboard row never mixes records of two stand-ins."""
-    import gzip
-
+    from ood_bench.io_utils import read_json
     from ood_bench.runner.identity import same_run
     from ood_bench.runner.spec import RunSpec
 
     monkeypatch.setenv("OODBENCH_CACHE_DIR", str(tmp_path))  # the shipped stand-in, not a local rebuild
     stale = []
     for path in sorted((REPO / "results" / root).rglob("record.json.gz")):
-        config = json.loads(gzip.decompress(path.read_bytes()))["config"]
+        config = read_json(path)["config"]
         if not same_run(config, RunSpec.from_json(config["spec"])):
             stale.append(str(path.relative_to(REPO)))
     assert not stale, f"{len(stale)} stale records, e.g. {stale[:3]}"

@@ -123,8 +123,14 @@ def mixed_checkpoints(frame: pd.DataFrame) -> list[tuple[str, int]]:
         return []
     with_ckpt = frame[frame["checkpoint"] != ""]
     counts = with_ckpt.groupby(FAMILY, sort=True, dropna=False)["checkpoint"].nunique()
-    return [(" / ".join([*(str(v) for v in fam[:3] if str(v)), Run(*fam[3:8]).label(None, float(fam[8]))]), int(n))
-            for fam, n in counts.items() if n > 1]
+    out = []
+    for fam, n in counts.items():
+        if n > 1:
+            info = dict(zip(FAMILY, fam, strict=True))
+            run = Run(*(info[c] for c in RUN)).label(None, float(info["train_fraction"]))
+            where = [str(info[c]) for c in ("dataset", "split", "property") if str(info[c])]
+            out.append((" / ".join([*where, run]), int(n)))
+    return out
 
 
 def head_note(rec: dict[str, Any]) -> str:
