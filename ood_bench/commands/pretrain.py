@@ -46,7 +46,15 @@ def pretrain(recipe, steps, n_molecules, n_crystals, copies, seed, output_dir, f
         click.echo(f"  {branch}: held-out energy RMSE {err['energy_rmse_ev_per_atom'] * 1000:.1f} meV/atom "
                    f"(label spread {err['energy_spread_ev_per_atom'] * 1000:.1f}), force RMSE "
                    f"{err['force_rmse_ev_per_a']:.3f} eV/A (spread {err['force_spread_ev_per_a']:.3f}), "
-                   f"{err['n_frames']} frames")
+                   f"{err['n_frames']} frames" + _train_part(err))
+
+
+def _train_part(err: dict) -> str:
+    """Training-frame errors next to held-out ones: underfitting (close) or too little data (far)."""
+    if "train_force_rmse_ev_per_a" not in err:
+        return ""
+    return (f"; on as many training frames: energy {err['train_energy_rmse_ev_per_atom'] * 1000:.1f} meV/atom, "
+            f"force {err['train_force_rmse_ev_per_a']:.3f} eV/A")
 
 
 def register(cli: click.Group) -> None:

@@ -189,7 +189,8 @@ def pretrain(cfg: PretrainConfig, data_dir: str | None = None, force: bool = Fal
                  on_line=step_callback(progress, task, step_of))
     train_s = time.time() - t0
     final = work / "train" / "model.ckpt.pt"
-    quality = {b: holdout_errors(final, b, info["_holdout"]) for b, info in branches.items()}
+    quality = {b: holdout_errors(final, b, info["_holdout"], info["_train"], cfg.seed)
+               for b, info in branches.items()}
     meta = _metadata(cfg, branches, quality, config, round(train_s, 1))
     aux = {b: _aux_share(info["_train"], cfg.aux_frames, cfg.seed) for b, info in branches.items()}
     return export_checkpoint(final, ckpt, meta, aux)
@@ -239,29 +240,47 @@ def _metadata(cfg: PretrainConfig, branches: dict, quality: dict, config: dict, 
     }
 
 
-def holdout_errors(checkpoint: Path, branch: str, frames: Frames) -> dict[str, float]:
-    """The force field at its own job on frames it never saw, next to the labels' spread: energy
-    per atom after removing a per-element linear fit, and force components."""
+def holdout_errors(checkpoint: Path, branch: str, frames: Frames, train: Frames | None = None,
+                   seed: int = 0) -> dict[str, float]:
+    """The force field at its own job on frames it never saw, next to the labels' spread.
+
+    The energy spread is what counting atoms gets: the per-atom RMSE, on these frames, of a
+    per-element linear fit made on the training frames (fit in-sample it flatters the spread when
+    elements are many and frames few, as for crystals). Errors on as many training frames say
+    whether the model underfits (train ~ held-out) or lacks data (train << held-out)."""
     from .predict import load_model
 
     if not len(frames):
         return {}
     model = load_model(checkpoint, branch)
+    reference = train if train is not None and len(train) else frames
+    out = {"n_frames": len(frames), **_errors(model, frames),
+           "energy_spread_ev_per_atom": counting_rmse(reference, frames),
+           "force_spread_ev_per_a": float(np.std(frames.force))}
+    if train is not None and len(train):
+        rows = np.sort(np.random.default_rng(seed + 3).permutation(len(train))[:len(frames)])
+        out.update({f"train_{k}": v for k, v in _errors(model, train.take(rows)).items()})
+        out["n_train_frames"] = len(rows)
+    return out
+
+
+def _errors(model, frames: Frames) -> dict[str, float]:
     e_pred, f_pred = _predict_energy_forces(model, frames)
     nat = frames.structures.natoms()
-    composition = _composition(frames)
-    coef, *_ = np.linalg.lstsq(composition, frames.energy, rcond=None)
-    resid = (frames.energy - composition @ coef) / nat
-    return {"n_frames": len(frames),
-            "energy_rmse_ev_per_atom": float(np.sqrt(np.mean(((e_pred - frames.energy) / nat) ** 2))),
-            "energy_spread_ev_per_atom": float(np.std(resid)),
-            "force_rmse_ev_per_a": float(np.sqrt(np.mean((f_pred - frames.force) ** 2))),
-            "force_spread_ev_per_a": float(np.std(frames.force))}
+    return {"energy_rmse_ev_per_atom": float(np.sqrt(np.mean(((e_pred - frames.energy) / nat) ** 2))),
+            "force_rmse_ev_per_a": float(np.sqrt(np.mean((f_pred - frames.force) ** 2)))}
 
 
-def _composition(frames: Frames) -> np.ndarray:
+def counting_rmse(fit_on: Frames, apply_to: Frames) -> float:
+    """Per-atom energy RMSE on ``apply_to`` of a per-element linear fit to ``fit_on``."""
+    elements = np.union1d(np.unique(fit_on.structures.numbers), np.unique(apply_to.structures.numbers))
+    coef, *_ = np.linalg.lstsq(_composition(fit_on, elements), fit_on.energy, rcond=None)
+    resid = (apply_to.energy - _composition(apply_to, elements) @ coef) / apply_to.structures.natoms()
+    return float(np.sqrt(np.mean(resid ** 2)))
+
+
+def _composition(frames: Frames, elements: np.ndarray) -> np.ndarray:
     st = frames.structures
-    elements = np.unique(st.numbers)
     out = np.zeros((len(st), len(elements)))
     for k in range(len(st)):
         z = st.numbers[st.offsets[k]:st.offsets[k + 1]]
