@@ -103,13 +103,12 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
 def describe_pretrained(name: str, console) -> None:
     """Say which checkpoint the runs start from, and how good it is at its own job."""
     from .backends.deepmd.pretrained import load_pretrained
+    from .backends.deepmd.standin import describe_errors
 
     pre = load_pretrained(name)
     console.print(f"{pre.name} ({'stand-in, ' if pre.stand_in else ''}sha256 {pre.sha256[:12]}): {pre.path}")
     for branch, err in (pre.meta.get("holdout_errors") or {}).items():
-        console.print(f"  {branch} on held-out frames: energy RMSE {err['energy_rmse_ev_per_atom'] * 1000:.1f} "
-                      f"meV/atom (spread {err['energy_spread_ev_per_atom'] * 1000:.1f}), forces "
-                      f"{err['force_rmse_ev_per_a']:.3f} eV/A (spread {err['force_spread_ev_per_a']:.3f})")
+        console.print(f"  {branch}: {describe_errors(err)}")
 
 
 def summary_table(results_dir: Path, specs: list):

@@ -35,7 +35,7 @@ def pretrain(recipe, steps, n_molecules, n_crystals, copies, seed, output_dir, f
     """
     from ..backends.deepmd.pretrain import pretrain as build
     from ..backends.deepmd.pretrain import recipe as get_recipe
-    from ..backends.deepmd.standin import read_embedded_meta
+    from ..backends.deepmd.standin import describe_errors, read_embedded_meta
 
     cfg = get_recipe(recipe, steps=steps, n_molecules=n_molecules, n_crystals=n_crystals, n_copies=copies,
                      seed=seed)
@@ -43,18 +43,7 @@ def pretrain(recipe, steps, n_molecules, n_crystals, copies, seed, output_dir, f
     meta = read_embedded_meta(path) or {}
     click.echo(f"stand-in pretrained model: {path} (built in {meta.get('build_seconds', 0) / 60:.1f} min)")
     for branch, err in (meta.get("holdout_errors") or {}).items():
-        click.echo(f"  {branch}: held-out energy RMSE {err['energy_rmse_ev_per_atom'] * 1000:.1f} meV/atom "
-                   f"(label spread {err['energy_spread_ev_per_atom'] * 1000:.1f}), force RMSE "
-                   f"{err['force_rmse_ev_per_a']:.3f} eV/A (spread {err['force_spread_ev_per_a']:.3f}), "
-                   f"{err['n_frames']} frames" + _train_part(err))
-
-
-def _train_part(err: dict) -> str:
-    """Training-frame errors next to held-out ones: underfitting (close) or too little data (far)."""
-    if "train_force_rmse_ev_per_a" not in err:
-        return ""
-    return (f"; on as many training frames: energy {err['train_energy_rmse_ev_per_atom'] * 1000:.1f} meV/atom, "
-            f"force {err['train_force_rmse_ev_per_a']:.3f} eV/A")
+        click.echo(f"  {branch}: {describe_errors(err)}")
 
 
 def register(cli: click.Group) -> None:

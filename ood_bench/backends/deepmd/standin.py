@@ -135,3 +135,18 @@ def qm9_test_exclusion() -> tuple[set, dict[str, str]]:
                 excluded.update(ids)
         splits[name] = split.sha256
     return excluded, splits
+
+
+def describe_errors(err: dict[str, Any]) -> str:
+    """One line on a branch at its own job: held-out errors next to the labels' spread, and the
+    same errors on training frames when the build measured them (close: it underfits)."""
+    trained = "train_force_rmse_ev_per_a" in err  # older builds fitted the counting model in-sample
+    spread = "counting atoms" if trained else "spread"
+    line = (f"held-out energy RMSE {err['energy_rmse_ev_per_atom'] * 1000:.1f} meV/atom "
+            f"({spread} {err['energy_spread_ev_per_atom'] * 1000:.1f}), force RMSE "
+            f"{err['force_rmse_ev_per_a']:.3f} eV/A (spread {err['force_spread_ev_per_a']:.3f}), "
+            f"{err['n_frames']} frames")
+    if trained:
+        line += (f"; on as many training frames: energy {err['train_energy_rmse_ev_per_atom'] * 1000:.1f} "
+                 f"meV/atom, force {err['train_force_rmse_ev_per_a']:.3f} eV/A")
+    return line
