@@ -60,11 +60,12 @@ def main() -> None:
               f"{err['train_energy_rmse_ev_per_atom'] * 1e3:>8.1f} {err['energy_spread_ev_per_atom'] * 1e3:>8.1f} "
               f"{stored['energy_spread_ev_per_atom'] * 1e3:>13.1f} {err['force_rmse_ev_per_a']:>7.3f} "
               f"{err['train_force_rmse_ev_per_a']:>7.3f} {f_spread:>7.3f} "
-              f"{err['force_rmse_ev_per_a'] / f_spread:>11.2f} {err['train_force_rmse_ev_per_a'] / f_spread:>12.2f}")
+              f"{err['force_rmse_ev_per_a'] / f_spread:>11.2f} "
+              f"{err['train_force_rmse_ev_per_a'] / err['train_force_spread_ev_per_a']:>12.2f}")
         if not np.isclose(err["force_rmse_ev_per_a"], stored["force_rmse_ev_per_a"], rtol=1e-3):
             print(f"  NOT the build's held-out frames: stored force RMSE {stored['force_rmse_ev_per_a']:.4f}")
     print("E in meV/atom (count: a per-element linear fit to the training frames; stored sprd: the checkpoint's, "
-          "fit in-sample), F in eV/A")
+          "fit in-sample), F in eV/A; F sprd: held-out frames (F train/sprd: over the training sample's own spread)")
 
 
 if __name__ == "__main__":

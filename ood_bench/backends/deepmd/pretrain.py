@@ -259,8 +259,9 @@ def holdout_errors(checkpoint: Path, branch: str, frames: Frames, train: Frames 
            "force_spread_ev_per_a": float(np.std(frames.force))}
     if train is not None and len(train):
         rows = np.sort(np.random.default_rng(seed + 3).permutation(len(train))[:len(frames)])
-        out.update({f"train_{k}": v for k, v in _errors(model, train.take(rows)).items()})
-        out["n_train_frames"] = len(rows)
+        sample = train.take(rows)
+        out.update({f"train_{k}": v for k, v in _errors(model, sample).items()})
+        out.update(n_train_frames=len(rows), train_force_spread_ev_per_a=float(np.std(sample.force)))
     return out
 
 
