@@ -253,11 +253,12 @@ def holdout_errors(checkpoint: Path, branch: str, frames: Frames, train: Frames 
     if not len(frames):
         return {}
     model = load_model(checkpoint, branch)
-    reference = train if train is not None and len(train) else frames
+    has_train = train is not None and len(train) > 0
+    reference = train if has_train else frames
     out = {"n_frames": len(frames), **_errors(model, frames),
            "energy_spread_ev_per_atom": counting_rmse(reference, frames),
            "force_spread_ev_per_a": float(np.std(frames.force))}
-    if train is not None and len(train):
+    if has_train:
         rows = np.sort(np.random.default_rng(seed + 3).permutation(len(train))[:len(frames)])
         sample = train.take(rows)
         out.update({f"train_{k}": v for k, v in _errors(model, sample).items()})
