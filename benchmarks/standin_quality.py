@@ -17,21 +17,6 @@ import tempfile
 from pathlib import Path
 
 
-def rebuilt_holdout(meta: dict, data_dir: str | None) -> dict:
-    """Per branch: the held-out frames of the build, relabelled."""
-    from ood_bench.backends.deepmd.auxdata import label_frames
-    from ood_bench.backends.deepmd.pretrain import PretrainConfig, holdout_rows, source_structures
-
-    cfg = PretrainConfig(**meta["config"])
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for branch, src in source_structures(cfg, data_dir).items():
-            st = src["structures"]
-            held = holdout_rows(len(st), cfg.holdout, cfg.seed)
-            out[branch] = label_frames(st.subset([st.ids[r] for r in held]), src["labeller"], Path(tmp) / branch)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, help="a stand-in checkpoint [default: the shipped oodbench-small]")
@@ -41,12 +26,13 @@ def main() -> None:
     import numpy as np
 
     from ood_bench.backends.deepmd.auxdata import Frames
-    from ood_bench.backends.deepmd.pretrain import holdout_errors
+    from ood_bench.backends.deepmd.pretrain import holdout_errors, rebuild_holdout
     from ood_bench.backends.deepmd.standin import find_stand_in, read_embedded_meta
 
     ckpt = args.checkpoint or find_stand_in("oodbench-small")
     meta = read_embedded_meta(ckpt)
-    held = rebuilt_holdout(meta, args.data_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        held = rebuild_holdout(meta, args.data_dir, Path(tmp))
     with np.load(ckpt.with_name(meta["aux_file"]["name"])) as arrays:
         train = {b: Frames.from_arrays(arrays, b) for b in held}
     print(f"{ckpt.name}: {meta['config']['steps']} steps")

@@ -259,10 +259,26 @@ def holdout_errors(checkpoint: Path, branch: str, frames: Frames, train: Frames 
            "energy_spread_ev_per_atom": counting_rmse(reference, frames),
            "force_spread_ev_per_a": float(np.std(frames.force))}
     if has_train:
-        rows = np.sort(np.random.default_rng(seed + 3).permutation(len(train))[:len(frames)])
-        sample = train.take(rows)
+        sample = train_sample(train, len(frames), seed)
         out.update({f"train_{k}": v for k, v in _errors(model, sample).items()})
-        out.update(n_train_frames=len(rows), train_force_spread_ev_per_a=float(np.std(sample.force)))
+        out.update(n_train_frames=len(sample), train_force_spread_ev_per_a=float(np.std(sample.force)))
+    return out
+
+
+def train_sample(train: Frames, n: int, seed: int) -> Frames:
+    """The ``n`` training frames a build's training-frame errors are measured on."""
+    return train.take(np.sort(np.random.default_rng(seed + 3).permutation(len(train))[:n]))
+
+
+def rebuild_holdout(meta: dict[str, Any], data_dir: str | None, work: Path) -> dict[str, Frames]:
+    """Per branch: a build's held-out frames, rebuilt from the recipe in its metadata and
+    relabelled under ``work`` (the labeller must keep every frame for the rows to line up)."""
+    cfg = PretrainConfig(**meta["config"])
+    out = {}
+    for branch, src in source_structures(cfg, data_dir).items():
+        st = src["structures"]
+        held = holdout_rows(len(st), cfg.holdout, cfg.seed)
+        out[branch] = label_frames(st.subset([st.ids[r] for r in held]), src["labeller"], work / branch)
     return out
 
 
