@@ -229,3 +229,25 @@ def test_idle_cores_ignores_a_momentary_runnable_thread(monkeypatch):
     assert procs.idle_cores() == 2
     samples = iter([2, 2, 2, 2, 2])
     assert procs.idle_cores() == 1
+
+
+def test_a_sweep_logged_to_a_file_says_each_finished_run(env, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from ood_bench.commands.run_report import execute_sweep
+
+    specs = [RunSpec(**{**spec("dummy", "matbench_dielectric", env, tmp_path).__dict__,
+                        "key": RunKey("matbench_dielectric", "toy", "0", "dummy", "scratch", seed, 1.0, "n")})
+             for seed in (0, 1)]
+    logged = io.StringIO()
+    assert execute_sweep(specs, "local", {"jobs": 1}, console=Console(file=logged, width=200))
+    lines = [ln for ln in logged.getvalue().splitlines() if ln.startswith("run ")]
+    assert [ln.split(":")[0] for ln in lines] == ["run 1/2 done", "run 2/2 done"], logged.getvalue()
+    assert "seed 1" in lines[1]
+    live = io.StringIO()  # a terminal has the live bar instead
+    specs = [RunSpec(**{**specs[0].__dict__, "key": RunKey("matbench_dielectric", "toy", "0", "dummy", "scratch",
+                                                           2, 1.0, "n")})]
+    assert execute_sweep(specs, "local", {"jobs": 1}, console=Console(file=live, width=200, force_terminal=True))
+    assert "run 1/1 done" not in live.getvalue()

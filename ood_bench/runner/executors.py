@@ -5,6 +5,7 @@ Shell backend (see ``dispatch.py``). Registered by name; the CLI never branches 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -49,11 +50,31 @@ def step_progress(progress: Any, task: Any, spec: RunSpec) -> Callable[[str], No
     return step_callback(progress, task, backend_for(MODELS.get(spec.key.model)).step_of)
 
 
+def _line_per_run(progress: Any, total: int) -> Callable[[RunSpec, SweepResult], None]:
+    """Where no live bar is drawn (output to a file: nohup, a batch job's log), one line per
+    finished run, so a log being followed shows how far a long sweep has come."""
+    started = time.monotonic()
+    finished = 0
+
+    def say(spec: RunSpec, result: SweepResult) -> None:
+        nonlocal finished
+        finished += 1
+        if progress.console.is_terminal:
+            return
+        outcome = "failed" if result.failed and result.failed[-1][0] == spec.key else "done"
+        elapsed = time.monotonic() - started
+        progress.console.print(f"run {finished}/{total} {outcome}: {spec.key.label()} "
+                               f"({elapsed / 60:.1f} min into the sweep)", highlight=False, soft_wrap=True)
+
+    return say
+
+
 def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: dict[str, Any]) -> None:
     from .execute import execute
 
     jobs = int(options.get("jobs") or 1)
     overall = progress.add_task("runs", total=len(specs))
+    say = _line_per_run(progress, len(specs))
     if jobs <= 1:
         for spec in specs:
             sub = progress.add_task(f"  {spec.key.label()}", total=planned_steps(spec) or None)
@@ -66,6 +87,7 @@ def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: di
             finally:
                 progress.remove_task(sub)
                 progress.advance(overall)
+                say(spec, result)
         return
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=pool_worker,
@@ -83,6 +105,7 @@ def _local(specs: list[RunSpec], result: SweepResult, progress: Any, options: di
                 result.failed.append((spec.key, f"{spec.key.label()}: {type(exc).__name__}: {exc}"))
                 progress.console.print(f"[red]FAILED[/red] {spec.key.label()}: {exc}")
             progress.advance(overall)
+            say(spec, result)
 
 
 EXECUTORS.add("local", Executor("local", "this machine; --jobs N runs N at once", _local))
