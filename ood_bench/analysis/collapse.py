@@ -418,40 +418,72 @@ def analyze_group(group: Group, structures, fold, test_sets: list[str], max_per_
                   w1_samples: int, seed: int, reporter: Reporter) -> dict[str, Any]:
     """Everything for one group: samples, representations of every model, DB, W1, t-SNE maps."""
     ood = ood_set_name(test_sets)
-    have = structures.__contains__
-    ood_ids = [i for i in fold.tests[ood] if have(i)]
-    w1_sets: dict[tuple, list] = {}
-    run_sets: list[dict[str, tuple]] = []
-    for run in group.runs:
-        run.train_ids = [i for i in _train_ids(fold.train, run.key) if have(i)]
-        mine = {"train": ("train", tuple(run.train_ids))}
-        for t in test_sets:
-            mine[t] = (t, tuple(i for i in fold.tests[t] if have(i)))
-        for k in mine.values():
-            w1_sets[k] = list(k[1])
-        run_sets.append(mine)
+    ood_ids = [i for i in fold.tests[ood] if i in structures]
+    run_sets = _run_sets(group, structures, fold, test_sets)
+    w1_sets = {k: list(k[1]) for sets in run_sets for k in sets.values()}
     samples = draw_samples(structures, ood_ids, w1_sets, max_per_class, w1_samples, seed)
-
-    models = [("pretrained", group.pretrained_model)] + [(f"run{n}", r.model) for n, r in enumerate(group.runs)]
-    labels_by = {"pretrained": group.pretrained_model.label}
-    multi = len({r.key.strategy for r in group.runs}) < len(group.runs)
-    for n, r in enumerate(group.runs):
-        labels_by[f"run{n}"] = _run_label(r.record, r.key, multi)
-    reps = {name: _read(ref, structures, samples, labels_by[name], reporter) for name, ref in models}
-
-    # edges: keep only those every model has, so all maps show the same pairs
-    found = np.ones(len(samples.edge_struct), dtype=bool)
-    for r in reps.values():
-        found &= r.edge_found
+    labels_by = _model_labels(group)
+    refs = {"pretrained": group.pretrained_model} | {f"run{n}": r.model for n, r in enumerate(group.runs)}
+    reps = {name: _read(ref, structures, samples, labels_by[name], reporter) for name, ref in refs.items()}
+    found = np.logical_and.reduce([r.edge_found for r in reps.values()])  # edges every model has: same pairs
     e_labels = [x for x, f in zip(samples.edge_label, found, strict=True) if f]
+    db, maps, problems = _db_and_maps(group.slug, reps, samples.node_label, found, e_labels, seed, reporter)
+    runs_out = []
+    with reporter.task(f"{group.slug}: 1-Wasserstein", len(group.runs) * (1 + len(test_sets))) as advance:
+        for n, run in enumerate(group.runs):
+            name = f"run{n}"
+            w1, notes = _w1_of_run(reps["pretrained"], reps[name], run_sets[n], advance)
+            if not STRATEGIES.get(run.key.strategy).needs_pretrained:
+                notes.append(f"{run.key.strategy}: compared with the pretrained model of the other runs "
+                             "(never initialised from it)")
+            n_w1 = {s: int(len(reps["pretrained"].w1[k])) for s, k in run_sets[n].items()}
+            runs_out.append(_run_row(run, labels_by[name], db[name], db["pretrained"], w1, n_w1, notes))
+    return {
+        "dataset": group.dataset, "split": group.split, "fold": group.fold, "property": group.property,
+        "split_file": group.split_file, "ood_set": ood, "sets": ["train", *test_sets],
+        "pretrained": {k: group.pretrained.get(k) for k in ("name", "path", "sha256", "branch", "stand_in")}
+        | {"head": group.pretrained_model.head},
+        "db_pretrained": db["pretrained"],
+        "n_node_points": int(len(samples.node_label)), "node_classes": _counts(samples.node_label),
+        "n_edge_points": int(found.sum()), "edge_classes": _counts(e_labels),
+        "n_edges_dropped": int((~found).sum()),
+        "problems": problems,
+        "runs": runs_out,
+        "_maps": {"labels": labels_by, "node_labels": samples.node_label, "edge_labels": e_labels,
+                  "maps": maps, "db": db},
+    }
 
+
+def _run_sets(group: Group, structures, fold, test_sets: list[str]) -> list[dict[str, tuple]]:
+    """Per run, the sets whose drift W1 measures: its own training ids (a subset run trained on
+    fewer) and every test set, as (name, ids) keys so runs with the same sets share samples."""
+    out = []
+    for run in group.runs:
+        run.train_ids = [i for i in _train_ids(fold.train, run.key) if i in structures]
+        sets = {"train": ("train", tuple(run.train_ids))}
+        sets |= {t: (t, tuple(i for i in fold.tests[t] if i in structures)) for t in test_sets}
+        out.append(sets)
+    return out
+
+
+def _model_labels(group: Group) -> dict[str, str]:
+    """Display label per model slot ("pretrained", "run0", ...); seeds are named only when two runs
+    share a strategy."""
+    multi = len({r.key.strategy for r in group.runs}) < len(group.runs)
+    return {"pretrained": group.pretrained_model.label} | {
+        f"run{n}": _run_label(r.record, r.key, multi) for n, r in enumerate(group.runs)}
+
+
+def _db_and_maps(slug: str, reps: dict[str, ModelReps], node_labels: list[str], found: np.ndarray,
+                 e_labels: list[str], seed: int, reporter: Reporter) -> tuple[dict, dict, list[str]]:
+    """Davies-Bouldin index and t-SNE map of every model's node and edge points, and what could not
+    be computed (said once per kind, not once per model)."""
     maps: dict[str, dict[str, Any]] = {}
     db: dict[str, dict[str, float | None]] = {}
     problems: list[str] = []
-    with reporter.task(f"{group.slug}: t-SNE + Davies-Bouldin", 2 * len(models)) as advance:
-        for name, _ in models:
-            r = reps[name]
-            db_n, map_n, why_n = _db(r.nodes, samples.node_label, seed)
+    with reporter.task(f"{slug}: t-SNE + Davies-Bouldin", 2 * len(reps)) as advance:
+        for name, r in reps.items():
+            db_n, map_n, why_n = _db(r.nodes, node_labels, seed)
             advance(1)
             if r.edges.shape[1] and found.any():
                 db_e, map_e, why_e = _db(r.edges[found], e_labels, seed)
@@ -463,60 +495,43 @@ def analyze_group(group: Group, structures, fold, test_sets: list[str], max_per_
             for what, why in (("node", why_n), ("edge", why_e)):
                 if why and f"{what}: {why}" not in problems:
                     problems.append(f"{what}: {why}")
+    return db, maps, problems
 
-    pre = reps["pretrained"]
-    runs_out = []
-    with reporter.task(f"{group.slug}: 1-Wasserstein", len(group.runs) * (1 + len(test_sets))) as advance:
-        for n, run in enumerate(group.runs):
-            name = f"run{n}"
-            r = reps[name]
-            w1: dict[str, float | None] = {}
-            run_notes = []
-            for set_name, k in run_sets[n].items():
-                a, b = pre.w1[k], r.w1[k]
-                if a.shape[1] != b.shape[1]:
-                    w1[set_name] = None
-                    note = (f"W1 undefined: representation sizes differ (pretrained {a.shape[1]}, "
-                            f"this model {b.shape[1]})")
-                    if note not in run_notes:
-                        run_notes.append(note)
-                elif len(a) == 0:
-                    w1[set_name] = None
-                else:
-                    w1[set_name] = wasserstein1(a, b)
-                advance(1)
-            if not STRATEGIES.get(run.key.strategy).needs_pretrained:
-                run_notes.append(f"{run.key.strategy}: compared with the pretrained model of the other runs "
-                                 "(never initialised from it)")
-            ratio = {what: (db[name][what] / db["pretrained"][what]
-                            if db[name][what] is not None and db["pretrained"][what] else None)
-                     for what in ("node", "edge")}
-            runs_out.append({
-                "key": run.key.to_dict(), "label": labels_by[name],
-                "strategy": run.key.strategy,
-                "strategy_label": run.record.get("config", {}).get("strategy_label") or run.key.strategy,
-                "preset": run.record.get("config", {}).get("preset"),
-                "model_file": str(run.model.path), "eval_head": run.model.head,
-                "db_node": db[name]["node"], "db_edge": db[name]["edge"],
-                "db_ratio_node": ratio["node"], "db_ratio_edge": ratio["edge"],
-                "w1": w1, "n_w1": {s: int(len(pre.w1[k])) for s, k in run_sets[n].items()},
-                "notes": run_notes,
-            })
-    node_counts = _counts(samples.node_label)
-    edge_counts = _counts(e_labels)
+
+def _w1_of_run(pre: ModelReps, mine: ModelReps, sets: dict[str, tuple],
+               advance: Callable[[int], None]) -> tuple[dict[str, float | None], list[str]]:
+    """W1 between the pretrained and this run's atom representations on each set (None where
+    undefined), with a note when the two representations differ in size."""
+    w1: dict[str, float | None] = {}
+    notes: list[str] = []
+    for set_name, k in sets.items():
+        a, b = pre.w1[k], mine.w1[k]
+        if a.shape[1] != b.shape[1]:
+            w1[set_name] = None
+            note = f"W1 undefined: representation sizes differ (pretrained {a.shape[1]}, this model {b.shape[1]})"
+            if note not in notes:
+                notes.append(note)
+        else:
+            w1[set_name] = wasserstein1(a, b) if len(a) else None
+        advance(1)
+    return w1, notes
+
+
+def _run_row(run: RunEntry, label: str, db: dict, db_pre: dict, w1: dict, n_w1: dict, notes: list[str]) -> dict:
+    """One run's line of collapse.json."""
+    ratio = {what: db[what] / db_pre[what] if db[what] is not None and db_pre[what] else None
+             for what in ("node", "edge")}
+    config = run.record.get("config", {})
     return {
-        "dataset": group.dataset, "split": group.split, "fold": group.fold, "property": group.property,
-        "split_file": group.split_file, "ood_set": ood, "sets": ["train", *test_sets],
-        "pretrained": {k: group.pretrained.get(k) for k in ("name", "path", "sha256", "branch", "stand_in")}
-        | {"head": group.pretrained_model.head},
-        "db_pretrained": db["pretrained"],
-        "n_node_points": int(len(samples.node_label)), "node_classes": node_counts,
-        "n_edge_points": int(found.sum()), "edge_classes": edge_counts,
-        "n_edges_dropped": int((~found).sum()),
-        "problems": problems,
-        "runs": runs_out,
-        "_maps": {"labels": labels_by, "node_labels": samples.node_label, "edge_labels": e_labels,
-                  "maps": maps, "db": db},
+        "key": run.key.to_dict(), "label": label,
+        "strategy": run.key.strategy,
+        "strategy_label": config.get("strategy_label") or run.key.strategy,
+        "preset": config.get("preset"),
+        "model_file": str(run.model.path), "eval_head": run.model.head,
+        "db_node": db["node"], "db_edge": db["edge"],
+        "db_ratio_node": ratio["node"], "db_ratio_edge": ratio["edge"],
+        "w1": w1, "n_w1": n_w1,
+        "notes": notes,
     }
 
 
