@@ -664,8 +664,26 @@ def _fmt(cell: dict[str, Any] | None, digits: int = 2) -> str:
 
 
 def render_markdown(body: dict[str, Any]) -> str:
+    L = _intro(body)
+    sets = list(dict.fromkeys(s for g in body["groups"] for s in g["sets"]))
+    by_split: dict[tuple, list[dict]] = {}
+    for row in body["summary"]:
+        by_split.setdefault((row["dataset"], row["property"], row["split"]), []).append(row)
+    for where, rows in by_split.items():
+        mine = [g for g in body["groups"] if (g["dataset"], g["property"], g["split"]) == where]
+        L += _split_section(where, rows, mine, sets)
+    L += ["## Per run", ""]
+    for g in body["groups"]:
+        L += _group_section(g)
+    if body["notes"]:
+        L += ["## Notes", ""] + [f"- {n}" for n in body["notes"]] + [""]
+    return "\n".join(L)
+
+
+def _intro(body: dict[str, Any]) -> list[str]:
+    """Title, the command that made the page, and what DB ratio and W1 mean."""
     p = body["params"]
-    L = [
+    return [
         "# Representation-collapse analysis",
         "",
         "Does fine-tuning collapse the pretrained representation? (paper Sections 2.2-2.4, Fig. 2(d-i), "
@@ -683,61 +701,55 @@ def render_markdown(body: dict[str, Any]) -> str:
         "- Values are mean ± std over the runs (seeds/folds) in each row.",
         "",
     ]
-    sets = []
-    for g in body["groups"]:
-        for s in g["sets"]:
-            if s not in sets:
-                sets.append(s)
-    by_split: dict[tuple, list[dict]] = {}
-    for row in body["summary"]:
-        by_split.setdefault((row["dataset"], row["property"], row["split"]), []).append(row)
-    for (dataset, prop, split), rows in by_split.items():
-        L += [f"## {dataset} / {prop or 'target'} / split {split}", ""]
-        mine = [g for g in body["groups"] if (g["dataset"], g["property"], g["split"]) == (dataset, prop, split)]
-        names = sorted({str(g["pretrained"].get("name")) for g in mine})
-        L += [f"Pretrained model: {', '.join(names)}; its DB index (nodes / edges): "
-              + "; ".join(f"{_num(g['db_pretrained']['node'])} / {_num(g['db_pretrained']['edge'])}" for g in mine)
-              + ".", ""]
-        if any(g["pretrained"].get("stand_in") for g in mine):
-            L += ["**Stand-in pretrained model** (`oodbench pretrain`, not DPA-3.1-3M): these numbers show the "
-                  "pipeline works and how the strategies compare at this scale; they are not comparable to the "
-                  "paper's.", ""]
-        head = ["Strategy", "preset", "runs", "DB ratio nodes", "DB ratio edges",
-                *[f"W1 {SET_LABELS.get(s, s)}" for s in sets]]
-        L += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-        for row in rows:
-            cells = [row["strategy_label"], str(row["preset"]), str(row["runs"]),
-                     _fmt(row.get("db_ratio_node")), _fmt(row.get("db_ratio_edge")),
-                     *[_fmt(row.get(f"w1_{s}"), 3) for s in sets]]
-            L.append("| " + " | ".join(cells) + " |")
-        L.append("")
-    L += ["## Per run", ""]
-    for g in body["groups"]:
-        L += [f"### {g['dataset']} / {g['property'] or 'target'} / {g['split']} / fold {g['fold']}", "",
-              f"OOD set for the maps: `{g['ood_set']}`; {g['n_node_points']} atoms in "
-              f"{len(g['node_classes'])} classes, {g['n_edge_points']} edges in {len(g['edge_classes'])} classes"
-              + (f" ({g['n_edges_dropped']} sampled edges dropped: missing from some model's neighbour list)"
-                 if g["n_edges_dropped"] else "") + ".", ""]
-        head = ["Run", "DB nodes", "DB edges", "ratio nodes", "ratio edges",
-                *[f"W1 {SET_LABELS.get(s, s)}" for s in g["sets"]]]
-        L += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-        L.append("| " + " | ".join(["Pretrained", _num(g["db_pretrained"]["node"]),
-                                    _num(g["db_pretrained"]["edge"]), "1", "1", *["0"] * len(g["sets"])]) + " |")
-        for r in g["runs"]:
-            L.append("| " + " | ".join([r["label"], _num(r["db_node"]), _num(r["db_edge"]),
-                                        _num(r["db_ratio_node"]), _num(r["db_ratio_edge"]),
-                                        *[_num(r["w1"].get(s), 3) for s in g["sets"]]]) + " |")
-        L.append("")
-        for fig in g.get("figures", []):
-            L += [f"![{fig}]({fig})", ""]
-        notes = [n for r in g["runs"] for n in r["notes"]] + [f"DB {x}" for x in g["problems"]]
-        for n in dict.fromkeys(notes):
-            L.append(f"- {n}")
-        if notes:
-            L.append("")
-    if body["notes"]:
-        L += ["## Notes", ""] + [f"- {n}" for n in body["notes"]] + [""]
-    return "\n".join(L)
+
+
+def _table_head(head: list[str]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+
+
+def _split_section(where: tuple, rows: list[dict], groups: list[dict], sets: list[str]) -> list[str]:
+    """One (dataset, property, split): the pretrained model, then mean ± std per strategy."""
+    dataset, prop, split = where
+    names = sorted({str(g["pretrained"].get("name")) for g in groups})
+    L = [f"## {dataset} / {prop or 'target'} / split {split}", "",
+         f"Pretrained model: {', '.join(names)}; its DB index (nodes / edges): "
+         + "; ".join(f"{_num(g['db_pretrained']['node'])} / {_num(g['db_pretrained']['edge'])}" for g in groups)
+         + ".", ""]
+    if any(g["pretrained"].get("stand_in") for g in groups):
+        L += ["**Stand-in pretrained model** (`oodbench pretrain`, not DPA-3.1-3M): these numbers show the "
+              "pipeline works and how the strategies compare at this scale; they are not comparable to the "
+              "paper's.", ""]
+    L += _table_head(["Strategy", "preset", "runs", "DB ratio nodes", "DB ratio edges",
+                      *[f"W1 {SET_LABELS.get(s, s)}" for s in sets]])
+    for row in rows:
+        cells = [row["strategy_label"], str(row["preset"]), str(row["runs"]),
+                 _fmt(row.get("db_ratio_node")), _fmt(row.get("db_ratio_edge")),
+                 *[_fmt(row.get(f"w1_{s}"), 3) for s in sets]]
+        L.append("| " + " | ".join(cells) + " |")
+    return L + [""]
+
+
+def _group_section(g: dict[str, Any]) -> list[str]:
+    """One fold's runs against the pretrained model, its figures, and its notes (each said once)."""
+    L = [f"### {g['dataset']} / {g['property'] or 'target'} / {g['split']} / fold {g['fold']}", "",
+         f"OOD set for the maps: `{g['ood_set']}`; {g['n_node_points']} atoms in "
+         f"{len(g['node_classes'])} classes, {g['n_edge_points']} edges in {len(g['edge_classes'])} classes"
+         + (f" ({g['n_edges_dropped']} sampled edges dropped: missing from some model's neighbour list)"
+            if g["n_edges_dropped"] else "") + ".", ""]
+    L += _table_head(["Run", "DB nodes", "DB edges", "ratio nodes", "ratio edges",
+                      *[f"W1 {SET_LABELS.get(s, s)}" for s in g["sets"]]])
+    L.append("| " + " | ".join(["Pretrained", _num(g["db_pretrained"]["node"]),
+                                _num(g["db_pretrained"]["edge"]), "1", "1", *["0"] * len(g["sets"])]) + " |")
+    for r in g["runs"]:
+        L.append("| " + " | ".join([r["label"], _num(r["db_node"]), _num(r["db_edge"]),
+                                    _num(r["db_ratio_node"]), _num(r["db_ratio_edge"]),
+                                    *[_num(r["w1"].get(s), 3) for s in g["sets"]]]) + " |")
+    L.append("")
+    for fig in g.get("figures", []):
+        L += [f"![{fig}]({fig})", ""]
+    notes = [n for r in g["runs"] for n in r["notes"]] + [f"DB {x}" for x in g["problems"]]
+    L += [f"- {n}" for n in dict.fromkeys(notes)]
+    return L + ([""] if notes else [])
 
 
 def _num(v: float | None, digits: int = 2) -> str:
