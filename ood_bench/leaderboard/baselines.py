@@ -128,19 +128,33 @@ def validate_card(data: Any, stem: str | None = None) -> list[str]:
     """
     if not isinstance(data, dict):
         return ["card is not a YAML mapping"]
-    problems: list[str] = []
     measured_only = (data.get("reported_only") is False and _registered_model(data.get("model"))
                      and not data.get("metrics") and not data.get("source_table"))
-    required = ("name", "key", "citation", "reported_only") if measured_only else (
-        "name", "key", "citation", "source_table", "reported_only", "metrics")
-    for f in required:
-        if f not in data:
-            problems.append(f"missing field '{f}'")
-    if "params" not in data:
-        problems.append("missing field 'params' (use null when the source gives none)")
+    problems = _missing_fields(data, measured_only)
     if problems:
         return problems
     problems += [f"unknown field '{k}'" for k in data if k not in _TOP]
+    problems += _check_identity(data, stem)
+    problems += _check_sources(data, measured_only)
+    problems += _check_runnable(data)
+    notes = data.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        problems.append("notes must be a list of strings")
+    return problems if measured_only else problems + _check_metrics(data["metrics"])
+
+
+def _missing_fields(data: dict, measured_only: bool) -> list[str]:
+    required = ("name", "key", "citation", "reported_only") if measured_only else (
+        "name", "key", "citation", "source_table", "reported_only", "metrics")
+    problems = [f"missing field '{f}'" for f in required if f not in data]
+    if "params" not in data:
+        problems.append("missing field 'params' (use null when the source gives none)")
+    return problems
+
+
+def _check_identity(data: dict, stem: str | None) -> list[str]:
+    """Name, key (matching the file name), parameter count and citation."""
+    problems = []
     if not isinstance(data["name"], str) or not data["name"].strip():
         problems.append("name must be a non-empty string")
     if not isinstance(data["key"], str) or not _KEY.match(data["key"]):
@@ -152,6 +166,12 @@ def validate_card(data: Any, stem: str | None = None) -> list[str]:
         problems.append("params must be a string like '9.2M' or null")
     if not isinstance(data["citation"], str) or len(data["citation"]) < 20:
         problems.append("citation must be a full reference string")
+    return problems
+
+
+def _check_sources(data: dict, measured_only: bool) -> list[str]:
+    """The source table(s) the numbers come from, named in the citation, and their row order."""
+    problems = []
     tables = data.get("source_table", [])
     if isinstance(tables, str):
         tables = [tables]
@@ -164,21 +184,23 @@ def validate_card(data: Any, stem: str | None = None) -> list[str]:
     order = data.get("source_order", {})
     if not isinstance(order, dict) or not all(isinstance(v, int) for v in order.values()):
         problems.append("source_order must map table names to integer positions")
+    return problems
+
+
+def _check_runnable(data: dict) -> list[str]:
     if not isinstance(data["reported_only"], bool):
-        problems.append("reported_only must be true or false")
-    elif not data["reported_only"]:
-        for f in ("model", "strategy"):
-            if not isinstance(data.get(f), str) or not data[f]:
-                problems.append(f"a runnable card (reported_only: false) needs '{f}'")
-    notes = data.get("notes", [])
-    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
-        problems.append("notes must be a list of strings")
-    if measured_only:
-        return problems
-    metrics = data["metrics"]
+        return ["reported_only must be true or false"]
+    if data["reported_only"]:
+        return []
+    return [f"a runnable card (reported_only: false) needs '{f}'" for f in ("model", "strategy")
+            if not isinstance(data.get(f), str) or not data[f]]
+
+
+def _check_metrics(metrics: Any) -> list[str]:
     if not isinstance(metrics, dict) or not metrics:
-        return [*problems, "metrics must be a non-empty mapping (only a card for a registered model measured "
-                           "here, reported_only: false, may have none)"]
+        return ["metrics must be a non-empty mapping (only a card for a registered model measured "
+                "here, reported_only: false, may have none)"]
+    problems = []
     for dataset, by_split in metrics.items():
         if dataset == QM9:
             problems += _check_qm9(by_split)
