@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -156,64 +157,71 @@ def _files_digest(files: list[Path]) -> str:
 def _load(spec: DatasetSpec, root: Path) -> LoadedDataset:
     fixture = read_fixture_marker(root)
     tar = _tarball(root)
-    notes: list[str] = []
     if tar is not None:
-        digest = sha256_file(tar)
-        cache = cache_dir() / "qm9" / f"tarball-{digest[:16]}"
-        if not (cache / "table.csv.gz").exists():
-            table, st = parse_xyz_tarball(tar)
-            cache.mkdir(parents=True, exist_ok=True)
-            table.to_csv(cache / "table.csv.gz")
-            st.save(cache / "structures.npz")
-        table = pd.read_csv(cache / "table.csv.gz", index_col="gdb_index")
-        check_count(spec, len(table), tar, fixture)
-        return LoadedDataset(spec, table, str(tar), digest, "original QM9 xyz tarball",
-                             lambda: Structures.load(cache / "structures.npz"))
-
-    coord_files = None
+        return _from_tarball(spec, tar, fixture)
     table_path = root / "qm9" / TABLE_NAME
     if table_path.exists():
-        digest = sha256_file(table_path)
-        try:
-            table = pd.read_csv(table_path, index_col="gdb_index")[PROPERTIES]
-        except (ValueError, KeyError, OSError, EOFError) as exc:
-            raise CorruptFileError(f"{table_path}: unreadable property table ({exc})") from None
-        check_count(spec, len(table), table_path, fixture)
-        status = checksum_status("qm9", digest, fixture=fixture is not None)
-        source = str(table_path)
+        table, source, digest, status = _from_table(spec, table_path, fixture)
+        coord_files, notes = None, []
     else:
         coord_files = _qm9pack_files(root)
-        table = _read_qm9pack(coord_files, ["Index", *_QM9PACK_COLS]).rename(columns=_QM9PACK_COLS)
-        table = table[PROPERTIES]
-        if fixture is None and len(table) != N_WITH_COORDS:
-            raise CorruptFileError(
-                f"{coord_files[0]}: qm9pack holds {len(table)} molecules, expected "
-                f"{N_WITH_COORDS}; reinstall qm9pack"
-            )
-        digest = _files_digest(coord_files)
-        status = "qm9pack only (130,831; no BOOM table)" if fixture is None else "fixture subset"
-        source = str(coord_files[0].parent)
-        notes.append(
-            f"property table {table_path} not found: using qm9pack's {len(table)} characterised "
-            "molecules; committed split files work, regenerating BOOM splits needs the full table"
-        )
+        table, source, digest, status = _from_qm9pack(coord_files, fixture)
+        notes = [f"property table {table_path} not found: using qm9pack's {len(table)} characterised "
+                 "molecules; committed split files work, regenerating BOOM splits needs the full table"]
     table.index = table.index.astype(int)
     table.index.name = "id"
     if table.index.has_duplicates:
         raise CorruptFileError(f"{source}: duplicate gdb indices")
-
-    def structures() -> Structures:
-        files = coord_files or _qm9pack_files(root)
-        key = _files_digest(files)[:16]
-        cache = cache_dir() / "structures" / f"qm9-{key}.npz"
-        if cache.exists():
-            return Structures.load(cache)
-        st = _structures_from_qm9pack(files)
-        st.save(cache)
-        return st
-
     universe = list(range(1, N_ALL + 1)) if coord_files is not None and fixture is None else None
-    return LoadedDataset(spec, table, source, digest, status, structures, notes, universe=universe)
+    return LoadedDataset(spec, table, source, digest, status, partial(_qm9pack_structures, root, coord_files),
+                         notes, universe=universe)
+
+
+def _from_tarball(spec: DatasetSpec, tar: Path, fixture) -> LoadedDataset:
+    """The original QM9 xyz tarball, parsed once into a cache keyed by its checksum."""
+    digest = sha256_file(tar)
+    cache = cache_dir() / "qm9" / f"tarball-{digest[:16]}"
+    if not (cache / "table.csv.gz").exists():
+        table, st = parse_xyz_tarball(tar)
+        cache.mkdir(parents=True, exist_ok=True)
+        table.to_csv(cache / "table.csv.gz")
+        st.save(cache / "structures.npz")
+    table = pd.read_csv(cache / "table.csv.gz", index_col="gdb_index")
+    check_count(spec, len(table), tar, fixture)
+    return LoadedDataset(spec, table, str(tar), digest, "original QM9 xyz tarball",
+                         lambda: Structures.load(cache / "structures.npz"))
+
+
+def _from_table(spec: DatasetSpec, table_path: Path, fixture) -> tuple[pd.DataFrame, str, str, str]:
+    """The full property table (BOOM's 133,885 molecules): (table, source, sha256, checksum status)."""
+    digest = sha256_file(table_path)
+    try:
+        table = pd.read_csv(table_path, index_col="gdb_index")[PROPERTIES]
+    except (ValueError, KeyError, OSError, EOFError) as exc:
+        raise CorruptFileError(f"{table_path}: unreadable property table ({exc})") from None
+    check_count(spec, len(table), table_path, fixture)
+    return table, str(table_path), digest, checksum_status("qm9", digest, fixture=fixture is not None)
+
+
+def _from_qm9pack(coord_files: list[Path], fixture) -> tuple[pd.DataFrame, str, str, str]:
+    """No property table: qm9pack's own properties of the molecules it has coordinates for."""
+    table = _read_qm9pack(coord_files, ["Index", *_QM9PACK_COLS]).rename(columns=_QM9PACK_COLS)[PROPERTIES]
+    if fixture is None and len(table) != N_WITH_COORDS:
+        raise CorruptFileError(f"{coord_files[0]}: qm9pack holds {len(table)} molecules, expected "
+                               f"{N_WITH_COORDS}; reinstall qm9pack")
+    status = "qm9pack only (130,831; no BOOM table)" if fixture is None else "fixture subset"
+    return table, str(coord_files[0].parent), _files_digest(coord_files), status
+
+
+def _qm9pack_structures(root: Path, coord_files: list[Path] | None) -> Structures:
+    """qm9pack's coordinates as Structures, cached by the files' digest (loaded only when asked)."""
+    files = coord_files or _qm9pack_files(root)
+    cache = cache_dir() / "structures" / f"qm9-{_files_digest(files)[:16]}.npz"
+    if cache.exists():
+        return Structures.load(cache)
+    st = _structures_from_qm9pack(files)
+    st.save(cache)
+    return st
 
 
 DATASETS.add(
