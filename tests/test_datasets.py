@@ -81,6 +81,56 @@ def test_corrupt_and_truncated_files_name_the_file(tmp_path, session_cache):
         spec.loader(spec, short)
 
 
+def _xyz(gdb: int, props: str, atoms: list[str]) -> str:
+    """One molecule in the original QM9 xyz format (properties on line 2, Mathematica '*^' exponents)."""
+    return "\n".join([str(len(atoms)), f"gdb {gdb}\t" + props.replace(" ", "\t") + "\t", *atoms,
+                      "1341.307\t1562.6731", "C\tC", "InChI=1S/x\tInChI=1S/x", ""])
+
+
+_METHANE = _xyz(1, "157.7118 157.70997 157.70699 0. 13.21 -0.3877 0.1171 0.5048 35.3641 0.044749 -40.47893 "
+                   "-40.476062 -40.475117 -40.498597 6.469",
+                ["C\t-0.0126981359\t1.0858041578\t0.0080009958\t-0.535689",
+                 "H\t0.002150416\t-0.0060313176\t0.0019761204\t0.133921",
+                 "H\t1.0117308433\t1.4637511618\t0.0002765748\t0.133922",
+                 "H\t-0.540815069\t1.4475266138\t-0.8766437152\t0.133923",
+                 "H\t-0.5238136345\t1.4379326443\t0.9063972942\t0.133923"])
+_WATER = _xyz(3, "799.58812 437.90386 282.94545 1.8511 6.31 -0.2928 0.0687 0.3615 19.0002 2.1375*^-2 -76.404702 "
+                 "-76.401867 -76.400922 -76.422349 6.002",
+              ["O\t-0.0343604951\t0.9775395708\t0.0076015923\t-0.589706",
+               "H\t0.0647664611\t0.0205721421\t0.0015346692\t0.294853",
+               "H\t0.8717903190\t1.3007924107\t6.931874*^-4\t0.294853"])
+
+
+def test_original_qm9_tarball_is_parsed_once_and_keyed_by_gdb_index(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    monkeypatch.setenv("OODBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    (root / "qm9").mkdir(parents=True)
+    (root / "oodbench-fixture.json").write_text(json.dumps({"counts": {"qm9": 2}}))
+    with tarfile.open(root / "qm9" / "dsgdb9nsd.xyz.tar.bz2", "w:bz2") as tar:
+        for name, text in (("dsgdb9nsd_000003.xyz", _WATER), ("dsgdb9nsd_000001.xyz", _METHANE)):
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    spec = DATASETS.get("qm9")
+    ds = spec.loader(spec, root)
+    assert ds.checksum_status == "original QM9 xyz tarball" and ds.ids == [1, 3]
+    assert ds.table.loc[3, "gap"] == pytest.approx(0.3615) and ds.table.loc[1, "Cv"] == pytest.approx(6.469)
+    assert ds.table.loc[3, "zpve"] == pytest.approx(0.021375)
+    z, pos, cell = ds.structures.atoms_of(3)
+    assert z.tolist() == [8, 1, 1] and cell is None
+    assert pos[2] == pytest.approx([0.871790319, 1.3007924107, 0.0006931874])
+    cached = list((tmp_path / "cache" / "qm9").glob("tarball-*/table.csv.gz"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    assert spec.loader(spec, root).ids == [1, 3] and cached[0].stat().st_mtime_ns == stamp  # parsed once
+    (root / "qm9" / "dsgdb9nsd.xyz.tar.bz2").write_bytes(b"not a tarball")
+    with pytest.raises(CorruptFileError, match="not a readable QM9 xyz tarball"):
+        spec.loader(spec, root)
+
+
 def test_nan_label_in_data_file_is_rejected(tmp_path, session_cache):
     d = tmp_path / "nan"
     shutil.copytree(FIXTURE_DATA, d)
