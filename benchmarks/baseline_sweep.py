@@ -34,9 +34,9 @@ def applicable(model: str, dataset: str) -> bool:
 def run(models: list[str], datasets: list[str], results_dir: str | None, splits: list[str] | None = None) -> None:
     from rich.console import Console
 
-    from ood_bench.commands.run_report import execute_sweep
     from ood_bench.models import MODELS as REG
     from ood_bench.records import RunKey
+    from ood_bench.runner.drive import run_sweep
     from ood_bench.runner.spec import RunSpec
     from ood_bench.runner.sweep import SweepOptions, plan
     from ood_bench.splits.methods import canonical_splits
@@ -53,7 +53,7 @@ def run(models: list[str], datasets: list[str], results_dir: str | None, splits:
                 template = RunSpec(key=RunKey(dataset, "", "", model, "", 0), results_dir=results_dir)
                 strategy = REG.get(model).default_strategy
                 opts = SweepOptions(model, [strategy], dataset, [prop], split, "all", [0], [1.0], template)
-                execute_sweep(plan(opts), "local", {"jobs": 1}, console=console)
+                run_sweep(plan(opts), "local", {"jobs": 1}, console=console)
 
 
 def report(results_dir: str | None) -> None:

@@ -58,9 +58,9 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
     quickstart in its own results folder (default ``results/quickstart``) are replaced."""
     from rich.console import Console
 
-    from .commands.run_report import execute_sweep
     from .leaderboard import build_leaderboard
     from .records import RunKey
+    from .runner.drive import run_sweep
     from .runner.identity import canonical
     from .runner.spec import RunSpec
 
@@ -86,7 +86,7 @@ def run_quickstart(cfg: QuickstartConfig, data_dir: str | None = None, splits_di
                           splits_dir=splits_dir, results_dir=results_dir))
         for s in cfg.strategies
     ]
-    ok = execute_sweep(specs, "local", {"jobs": cfg.jobs}, force=True, console=console)
+    ok = run_sweep(specs, "local", {"jobs": cfg.jobs}, force=True, console=console)
     timings["runs_s"] = time.time() - t
 
     console.rule("4/4  leaderboard")

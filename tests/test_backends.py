@@ -251,3 +251,30 @@ def test_a_sweep_logged_to_a_file_says_each_finished_run(env, tmp_path):
                                                            2, 1.0, "n")})]
     assert execute_sweep(specs, "local", {"jobs": 1}, console=Console(file=live, width=200, force_terminal=True))
     assert "run 1/1 done" not in live.getvalue()
+
+
+def test_library_code_never_imports_the_cli_layer():
+    """The CLI (``cli.py``, ``commands/``) calls the library, never the other way round, so the
+    library runs the same from a script, a notebook or a dpdispatcher task."""
+    import ast
+
+    package = REPO / "ood_bench"
+    cli_layer = ("ood_bench.cli", "ood_bench.commands", "ood_bench.__main__")
+    upward = []
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        if module.startswith(cli_layer):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = module.split(".")[: len(module.split(".")) - node.level] if node.level else []
+                if path.name == "__init__.py" and node.level:
+                    base = module.split(".")[: len(module.split(".")) - node.level + 1]
+                names = [".".join([*base, node.module or ""]).rstrip(".")]
+                names += [f"{names[0]}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            upward += [f"{module}: {n}" for n in names if n.startswith(cli_layer)]
+    assert not upward, upward
