@@ -1,4 +1,5 @@
-"""Small file helpers shared by every writer: checksums and atomic writes."""
+"""Small file helpers shared by every writer: checksums, atomic writes, and the check that a
+folder takes files before anything is computed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptFileError
+from .errors import CorruptFileError, OodBenchError
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -24,6 +25,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def require_writable_dir(path: str | Path, what: str, hint: str = "") -> None:
+    """One line unless files can be written in the folder ``path``, or, when it does not exist yet,
+    in its nearest existing ancestor. Tried with a temporary file, since permission bits do not
+    bind root or a read-only mount; nothing that stays is created."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OodBenchError(f"{what} {path} is not writable: {probe} is a file, not a folder{hint}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".oodbench-write-test-"):
+            pass
+    except OSError as exc:
+        raise OodBenchError(f"{what} {path} is not writable ({exc.strerror}){hint}") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -514,7 +514,7 @@ def test_unwritable_folder_is_refused_when_permissions_apply(tmp_path):
     import os
 
     from ood_bench.errors import OodBenchError
-    from ood_bench.leaderboard.build import check_writable
+    from ood_bench.io_utils import require_writable_dir
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -523,7 +523,7 @@ def test_unwritable_folder_is_refused_when_permissions_apply(tmp_path):
         if os.access(locked, os.W_OK):
             pytest.skip("running as root: permission bits do not stop writes (the file-blocker test covers this)")
         with pytest.raises(OodBenchError, match="not writable"):
-            check_writable(locked / "figures", "figures folder")
+            require_writable_dir(locked / "figures", "figures folder")
     finally:
         locked.chmod(0o700)
 

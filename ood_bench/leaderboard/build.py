@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import OodBenchError
-from ..io_utils import atomic_write_bytes
+from ..io_utils import atomic_write_bytes, require_writable_dir
 from ..records import RecordProblem, load_records
 from .aggregate import (
     Dropped,
@@ -69,25 +69,6 @@ def _log_skipped(p: RecordProblem) -> None:
     log.warning("skipped corrupt record %s: %s", p.path, problem_text(p))
 
 
-def check_writable(path: str | Path, what: str) -> None:
-    """One-line error unless the folder ``path`` exists and is writable, or can be created: its
-    nearest existing ancestor is a writable folder. Creates nothing."""
-    path = Path(path).absolute()
-    if path.exists():
-        if not path.is_dir():
-            raise OodBenchError(f"{what} {path} is a file, not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise OodBenchError(f"{what} {path} is not writable")
-        return
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OodBenchError(f"cannot create {what} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OodBenchError(f"cannot create {what} {path}: {parent} is not writable")
-
-
 def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path | None = None,
                       figures_dir: str | Path | None = None, *, splits_dir: str | Path | None = None,
                       baselines_dir: str | Path | None = None, figures: bool = True,
@@ -110,9 +91,9 @@ def build_leaderboard(results_dir: str | Path | None = None, out_md: str | Path 
     fig_dir = Path(figures_dir) if figures_dir else results / "figures"
     if out_md.is_dir():
         raise OodBenchError(f"leaderboard file {out_md} is a folder; give a file name (e.g. {out_md}/LEADERBOARD.md)")
-    check_writable(out_md.parent, "leaderboard folder")
+    require_writable_dir(out_md.parent, "leaderboard folder")
     if figures:
-        check_writable(fig_dir, "figures folder")
+        require_writable_dir(fig_dir, "figures folder")
     cards = load_cards(baselines_dir)
     records, problems = load_records(results, compact=True)
     if on_skip is not None:

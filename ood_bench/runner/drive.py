@@ -29,19 +29,11 @@ def validate_up_front(specs: list[RunSpec]) -> None:
 
 def check_writable(specs: list[RunSpec]) -> None:
     """The results folder must take a file before anything trains (one line, not a traceback later)."""
-    import tempfile
-
-    from ..errors import OodBenchError
+    from ..io_utils import require_writable_dir
     from ..paths import results_dir
 
     for root in sorted({results_dir(s.results_dir) for s in specs}):
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=root, prefix=".oodbench-write-test-"):
-                pass
-        except OSError as exc:
-            raise OodBenchError(f"results folder {root} is not writable ({exc.strerror}); pass --results-dir "
-                                "to a folder you can write") from None
+        require_writable_dir(root, "results folder", "; pass --results-dir to a folder you can write")
 
 
 def run_sweep(specs: list[RunSpec], executor: str, options: dict[str, Any], force: bool = False,
