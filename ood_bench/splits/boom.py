@@ -175,40 +175,18 @@ class BoomAssignment:
     info: dict
 
 
-def boom_assign(values: np.ndarray, params: BoomParams = BoomParams(),
-                log_density: np.ndarray | None = None, n_jobs: int | None = 1) -> BoomAssignment:
-    """Rows (positions in the given gdb-ordered array) of OOD, ID test, train and val."""
+def _selection_info(values: np.ndarray, log_density: np.ndarray, is_ood: np.ndarray, n_ood: int,
+                    params: BoomParams) -> dict:
+    """How the OOD set was chosen, with the facts that make the choice checkable (ties, underflow)."""
     import sklearn
 
-    values = np.asarray(values, dtype=np.float64)
-    n = len(values)
-    n_ood = params.resolve_n_ood(n)
-    if not 0 < n_ood < n:
-        raise UsageError(f"BOOM: n_ood={n_ood} must be between 1 and {n - 1} for {n} molecules")
-    if log_density is None:
-        log_density = boom_log_density(values, params.kernel, params.bandwidth, n_jobs=n_jobs)
-    density = np.exp(log_density)  # BOOM partitions exp(score)
-    ood = boom_select(density, n_ood, params.tie_order)
-    is_ood = np.zeros(n, dtype=bool)
-    is_ood[ood] = True
-    boundary = density[ood].max()
+    density = np.exp(log_density)
+    boundary = density[is_ood].max()
     tied = density == boundary
     distinct = np.unique(log_density)
-
-    rnd = random.Random(params.seed)
-    is_id = np.zeros(n, dtype=bool)
-    for row in range(n):  # gdb order; one draw per non-OOD molecule, as BOOM does
-        if not is_ood[row] and rnd.random() < params.id_probability:
-            is_id[row] = True
-    train_all = np.nonzero(~is_ood & ~is_id)[0]
-    n_val = int(round(params.val_fraction * len(train_all)))
-    rng = np.random.default_rng(params.val_seed)
-    val = np.sort(rng.choice(train_all, size=n_val, replace=False)) if n_val else np.zeros(0, dtype=int)
-    train = np.setdiff1d(train_all, val)
-
     median = float(np.median(values))
     ood_vals = values[is_ood]
-    info = {
+    return {
         "n_ood": n_ood,
         "selection": f"np.argpartition(np.exp(score), {n_ood})[:{n_ood}]",
         "tie_order": params.tie_order,
@@ -230,6 +208,35 @@ def boom_assign(values: np.ndarray, params: BoomParams = BoomParams(),
         "max_ood_log_density": float(log_density[is_ood].max()),
         "min_non_ood_log_density": float(log_density[~is_ood].min()),
     }
+
+
+def boom_assign(values: np.ndarray, params: BoomParams = BoomParams(),
+                log_density: np.ndarray | None = None, n_jobs: int | None = 1) -> BoomAssignment:
+    """Rows (positions in the given gdb-ordered array) of OOD, ID test, train and val."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    n_ood = params.resolve_n_ood(n)
+    if not 0 < n_ood < n:
+        raise UsageError(f"BOOM: n_ood={n_ood} must be between 1 and {n - 1} for {n} molecules")
+    if log_density is None:
+        log_density = boom_log_density(values, params.kernel, params.bandwidth, n_jobs=n_jobs)
+    density = np.exp(log_density)  # BOOM partitions exp(score)
+    ood = boom_select(density, n_ood, params.tie_order)
+    is_ood = np.zeros(n, dtype=bool)
+    is_ood[ood] = True
+
+    rnd = random.Random(params.seed)
+    is_id = np.zeros(n, dtype=bool)
+    for row in range(n):  # gdb order; one draw per non-OOD molecule, as BOOM does
+        if not is_ood[row] and rnd.random() < params.id_probability:
+            is_id[row] = True
+    train_all = np.nonzero(~is_ood & ~is_id)[0]
+    n_val = int(round(params.val_fraction * len(train_all)))
+    rng = np.random.default_rng(params.val_seed)
+    val = np.sort(rng.choice(train_all, size=n_val, replace=False)) if n_val else np.zeros(0, dtype=int)
+    train = np.setdiff1d(train_all, val)
+
+    info = _selection_info(values, log_density, is_ood, n_ood, params)
     return BoomAssignment(ood, np.nonzero(is_id)[0], train, val, info)
 
 
@@ -241,6 +248,31 @@ def require_full_table(ds) -> None:
             f"uncharacterised ones); only {len(ds):,} from qm9pack were found: put "
             "qm9/qm9_properties_133885.csv.gz (or the original dsgdb9nsd.xyz.tar.bz2) under --data-dir"
         )
+
+
+def _boom_generator(a: BoomAssignment, params: BoomParams, variant: str, target: str,
+                    generator_block: dict | None) -> dict:
+    """The split file's generator block: parameters and the notes that let a reader re-derive it."""
+    from .methods import generator_block as make_block
+
+    gen = dict(generator_block or make_block(variant, {}))
+    gen["split_version"] = SPLIT_VERSION
+    gen["params"] = {"property": target, **params.__dict__, "n_ood_resolved": a.info["n_ood"],
+                     "ranking": a.info["selection"] + f" (tie order: {params.tie_order})",
+                     "id_walk_order": "gdb index ascending (BOOM's file order)"}
+    notes = list(gen.get("notes", []))
+    notes += [
+        "BOOM's code (FLASK-LLNL/BOOM boom/data/prepare_splits_qm9.py @ 2bb1d83) on all molecules in "
+        "gdb order, keyed by gdb index (no two share a SMILES, so BOOM's SMILES keys merge nothing).",
+        f"OOD = {a.info['selection']}; {a.info['tied_at_boundary']} molecules share the boundary density, "
+        f"{a.info['tied_at_boundary_in_ood']} of them are OOD, chosen by {TIE_ORDERS[params.tie_order]}; "
+        f"computed with numpy {np.__version__}, scikit-learn {a.info['computed_with']['scikit-learn']}.",
+        f"split_version {SPLIT_VERSION}: version 1 broke density ties by lowest gdb index instead.",
+    ]
+    if variant == "boom10pct":
+        notes.append("paper wording (MFT Supplementary C.1: lowest 10% OOD, 10% ID) run through BOOM's code")
+    gen["notes"] = notes
+    return gen
 
 
 def build_boom(ds, prop: str, variant: str = "boom", params: BoomParams | None = None,
@@ -263,25 +295,7 @@ def build_boom(ds, prop: str, variant: str = "boom", params: BoomParams | None =
         no_structure = {s: sum(1 for i in v if i not in with_structure) for s, v in fold.all_sets().items()}
     except DataMissingError:
         no_structure = None
-    from .methods import generator_block as make_block
-
-    gen = dict(generator_block or make_block(variant, {}))
-    gen["split_version"] = SPLIT_VERSION
-    gen["params"] = {"property": target, **params.__dict__, "n_ood_resolved": a.info["n_ood"],
-                     "ranking": a.info["selection"] + f" (tie order: {params.tie_order})",
-                     "id_walk_order": "gdb index ascending (BOOM's file order)"}
-    notes = list(gen.get("notes", []))
-    notes += [
-        "BOOM's code (FLASK-LLNL/BOOM boom/data/prepare_splits_qm9.py @ 2bb1d83) on all molecules in "
-        "gdb order, keyed by gdb index (no two share a SMILES, so BOOM's SMILES keys merge nothing).",
-        f"OOD = {a.info['selection']}; {a.info['tied_at_boundary']} molecules share the boundary density, "
-        f"{a.info['tied_at_boundary_in_ood']} of them are OOD, chosen by {TIE_ORDERS[params.tie_order]}; "
-        f"computed with numpy {np.__version__}, scikit-learn {a.info['computed_with']['scikit-learn']}.",
-        f"split_version {SPLIT_VERSION}: version 1 broke density ties by lowest gdb index instead.",
-    ]
-    if variant == "boom10pct":
-        notes.append("paper wording (MFT Supplementary C.1: lowest 10% OOD, 10% ID) run through BOOM's code")
-    gen["notes"] = notes
+    gen = _boom_generator(a, params, variant, target, generator_block)
     provenance = {
         "dataset_source": Path(ds.source).name,
         "checksum_status": ds.checksum_status,
