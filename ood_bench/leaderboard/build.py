@@ -29,7 +29,7 @@ from .aggregate import (
     summarize,
 )
 from .baselines import QM9, Card, load_cards, matbench_cards, qm9_cards
-from .compare import RANDOM_SPLIT, ablation_layout, ablation_table, comparison_table, strategy_roles
+from .compare import RANDOM_SPLIT, Roles, ablation_layout, ablation_table, comparison_table, strategy_roles
 from .ensembles import ensemble_frame, ensemble_table
 from .figures import (
     Figure,
@@ -348,60 +348,79 @@ def _figures_section(figs: list[Figure], frame: pd.DataFrame, here: Path) -> lis
     return L + _missing_figure_notes(frame, figs)
 
 
+Section = tuple[str, str, list[str]]
+
+
 def _comparison_sections(cards: list[Card], summary: pd.DataFrame, figs: list[Figure],
-                         here: Path, ensembles: pd.DataFrame | None = None) -> list[tuple[str, str, list[str]]]:
+                         here: Path, ensembles: pd.DataFrame | None = None) -> list[Section]:
     """(contents title, anchor, markdown lines) of the strategy comparison, seed ensemble and
     ablation sections; a section with nothing to show is left out."""
     roles = strategy_roles()
-    ref = strategy_label(roles.reference)
-    out = []
+    sections = [
+        _strategy_comparison_section(cards, summary, roles),
+        _ensemble_section(cards, ensembles),
+        _ablation_section(summary, figs, here, roles),
+    ]
+    return [s for s in sections if s is not None]
+
+
+def _strategy_comparison_section(cards: list[Card], summary: pd.DataFrame, roles: Roles) -> Section | None:
     comparison = comparison_table(cards, summary, roles)
-    if comparison:
-        ft = strategy_label(roles.fine_tune) if roles.fine_tune else None
-        vs = f"{ref} (the reference strategy)" + (f" and against {ft}" if ft else "")
-        out.append(("Strategy comparison", "strategy-comparison-fig-2a-c-quantities", [
-            "## Strategy comparison (Fig. 2(a-c) quantities)", "",
-            "Every setup (dataset, split, model, preset, checkpoint, training fraction, other run options) with two "
-            "or more strategies measured, one row per strategy (non-default options in its name), in registered "
-            "order, on the dataset's headline metric (`mean (SE)`, as above). The change columns are the relative "
-            f"change of the ID and of the OOD error against {vs}, in %: negative = lower error = better (the paper's "
-            "Fig. 2(a-c) plots the same comparison as an improvement, positive = better). Splits with one test set "
-            f"(MatBench): its error is the OOD error and the same run's error on the `{RANDOM_SPLIT}` split is the ID "
-            "error (empty without one). Strategies that need no pretrained model are compared with the runs of "
-            "every checkpoint. Only complete cells give numbers; `partial` cells give none.", "", comparison, ""]))
+    if not comparison:
+        return None
+    ref = strategy_label(roles.reference)
+    ft = strategy_label(roles.fine_tune) if roles.fine_tune else None
+    vs = f"{ref} (the reference strategy)" + (f" and against {ft}" if ft else "")
+    return ("Strategy comparison", "strategy-comparison-fig-2a-c-quantities", [
+        "## Strategy comparison (Fig. 2(a-c) quantities)", "",
+        "Every setup (dataset, split, model, preset, checkpoint, training fraction, other run options) with two "
+        "or more strategies measured, one row per strategy (non-default options in its name), in registered "
+        "order, on the dataset's headline metric (`mean (SE)`, as above). The change columns are the relative "
+        f"change of the ID and of the OOD error against {vs}, in %: negative = lower error = better (the paper's "
+        "Fig. 2(a-c) plots the same comparison as an improvement, positive = better). Splits with one test set "
+        f"(MatBench): its error is the OOD error and the same run's error on the `{RANDOM_SPLIT}` split is the ID "
+        "error (empty without one). Strategies that need no pretrained model are compared with the runs of "
+        "every checkpoint. Only complete cells give numbers; `partial` cells give none.", "", comparison, ""])
+
+
+def _ensemble_section(cards: list[Card], ensembles: pd.DataFrame | None) -> Section | None:
     ens = ensemble_table(ensembles, cards) if ensembles is not None else None
-    if ens:
-        out.append(("Seed ensembles", "seed-ensembles", [
-            "## Seed ensembles", "",
-            "Derived from the records above, no retraining: the runs of a setup and strategy that differ only by "
-            "seed (2+ seeds: the members) averaged per structure id (only ids every member predicted; others are "
-            "counted as dropped), on each test set, on the dataset's headline metric. Ensemble: error of the mean "
-            "prediction; Mean member: the members' mean error on the same ids. The members' spread (population std "
-            "over seeds) is the uncertainty: Spearman(abs. error, spread) is the rank correlation of the "
-            "ensemble's absolute error with it (zero-spread structures left out; higher = the spread ranks the "
-            "errors), Miscal. area the miscalibration area of N(mean, spread) (Tran et al. 2020: mean |observed - "
-            "expected| fraction inside the central intervals, 0 = calibrated, 0.5 = worst). Measured; with several "
-            "folds, each value is the mean over the folds that have an ensemble.", "", ens, ""]))
+    if not ens:
+        return None
+    return ("Seed ensembles", "seed-ensembles", [
+        "## Seed ensembles", "",
+        "Derived from the records above, no retraining: the runs of a setup and strategy that differ only by "
+        "seed (2+ seeds: the members) averaged per structure id (only ids every member predicted; others are "
+        "counted as dropped), on each test set, on the dataset's headline metric. Ensemble: error of the mean "
+        "prediction; Mean member: the members' mean error on the same ids. The members' spread (population std "
+        "over seeds) is the uncertainty: Spearman(abs. error, spread) is the rank correlation of the "
+        "ensemble's absolute error with it (zero-spread structures left out; higher = the spread ranks the "
+        "errors), Miscal. area the miscalibration area of N(mean, spread) (Tran et al. 2020: mean |observed - "
+        "expected| fraction inside the central intervals, 0 = calibrated, 0.5 = worst). Measured; with several "
+        "folds, each value is the mean over the folds that have an ensemble.", "", ens, ""])
+
+
+def _ablation_section(summary: pd.DataFrame, figs: list[Figure], here: Path, roles: Roles) -> Section | None:
     groups = ablation_layout(summary, roles)
-    if groups:
-        mft = strategy_label(roles.multi_task) if roles.multi_task else ""
-        ft = strategy_label(roles.fine_tune) if roles.fine_tune else MISSING
-        names = {f.path.name: f for f in figs}
-        links = [f"- [{names[f'{g.stem}.png'].caption}]({_rel(names[f'{g.stem}.png'].path, here)})"
-                 for g in groups if f"{g.stem}.png" in names]
-        out.append(("Ablations", "ablations-fig-3c-e-layout", [
-            "## Ablations (Fig. 3(c-e) layout)", "",
-            f"Avg. ↑RMSE, as in the paper's Fig. 3(c-e): the mean, over the properties (QM9) or splits (MatBench) "
-            f"that the run and the baseline {mft} both have complete, of (RMSE - RMSE of the baseline) / RMSE of the "
-            f"baseline, in %, separately on the ID and OOD test sets (MatBench: ID = the `{RANDOM_SPLIT}` split, OOD "
-            f"= the other splits); positive = worse than {mft}, `n` = how many properties/splits it averages over "
-            f"(listed in the last column). Rows: (c) {ft} for reference, (d) each ablation (registered strategies "
-            f"that use auxiliary data besides {mft} and say they are an ablation), (e) {mft} with another auxiliary "
-            "branch or data set. Baseline: "
-            f"the {mft} run with the auxiliary options most other runs of the setup used (none named: the "
-            "checkpoint's default branch and data).", "", ablation_table(summary, roles, groups) or "", "",
-            *([*links, ""] if links else [])]))
-    return out
+    if not groups:
+        return None
+    mft = strategy_label(roles.multi_task) if roles.multi_task else ""
+    ft = strategy_label(roles.fine_tune) if roles.fine_tune else MISSING
+    names = {f.path.name: f for f in figs}
+    links = [f"- [{names[f'{g.stem}.png'].caption}]({_rel(names[f'{g.stem}.png'].path, here)})"
+             for g in groups if f"{g.stem}.png" in names]
+    return ("Ablations", "ablations-fig-3c-e-layout", [
+        "## Ablations (Fig. 3(c-e) layout)", "",
+        f"Avg. ↑RMSE, as in the paper's Fig. 3(c-e): the mean, over the properties (QM9) or splits (MatBench) "
+        f"that the run and the baseline {mft} both have complete, of (RMSE - RMSE of the baseline) / RMSE of the "
+        f"baseline, in %, separately on the ID and OOD test sets (MatBench: ID = the `{RANDOM_SPLIT}` split, OOD "
+        f"= the other splits); positive = worse than {mft}, `n` = how many properties/splits it averages over "
+        f"(listed in the last column). Rows: (c) {ft} for reference, (d) each ablation (registered strategies "
+        f"that use auxiliary data besides {mft} and say they are an ablation), (e) {mft} with another auxiliary "
+        "branch or data set. Baseline: "
+        f"the {mft} run with the auxiliary options most other runs of the setup used (none named: the "
+        "checkpoint's default branch and data).", "", ablation_table(summary, roles, groups) or "", "",
+        *([*links, ""] if links else [])])
 
 
 def _missing_figure_notes(frame: pd.DataFrame, figs: list[Figure]) -> list[str]:
