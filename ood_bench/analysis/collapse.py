@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from ..records import RunKey
 from ..strategies import STRATEGIES
 from . import labels as lab
 from .metrics import davies_bouldin, tsne_2d, wasserstein1
+
+if TYPE_CHECKING:
+    from ..splits.schema import SplitSet
 
 log = logging.getLogger(__name__)
 
@@ -565,7 +568,6 @@ def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = 
                  figures: bool = True, results_dir: str | Path | None = None) -> dict[str, Any]:
     """Analyse the given (already selected) records; write collapse.{md,json} and figures."""
     from ..datasets import load_dataset
-    from ..splits import load_split, load_split_file
 
     reporter = reporter or Reporter()
     if max_per_class < 2 or w1_samples < 1:
@@ -580,23 +582,13 @@ def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = 
     results = []
     for g in groups:
         ds = load_dataset(g.dataset, data_dir)
-        split_path = Path(g.split_file) if g.split_file else None
-        if split_path is not None and split_path.exists():
-            split = load_split_file(split_path)
-        else:
-            split = load_split(g.dataset, g.split, splits_dir)
+        split = _group_split(g, splits_dir)
         fold = split.fold(g.fold)
         results.append(analyze_group(g, ds.structures, fold, list(split.test_sets), max_per_class,
                                      w1_samples, seed, reporter))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig_paths: dict[str, list[str]] = {}
-    if figures:
-        from .plots import plot_group
-
-        for res in results:
-            fig_paths[_slug(res)] = [str(p.relative_to(out_dir)) for p in
-                                     plot_group(res, out_dir / "figures", _slug(res))]
+    fig_paths = _plot_groups(results, out_dir) if figures else {}
     body = {
         "format": FORMAT,
         "selector": selector,
@@ -613,6 +605,24 @@ def run_collapse(records: Sequence[dict], out_dir: Path, data_dir: str | None = 
     (out_dir / "collapse.json").write_text(json.dumps(body, indent=1) + "\n")
     (out_dir / "collapse.md").write_text(render_markdown(body))
     return body
+
+
+def _group_split(g: Group, splits_dir: str | None) -> SplitSet:
+    """The split the group's records name: their own split file if it is still there, else the canonical one."""
+    from ..splits import load_split, load_split_file
+
+    split_path = Path(g.split_file) if g.split_file else None
+    if split_path is not None and split_path.exists():
+        return load_split_file(split_path)
+    return load_split(g.dataset, g.split, splits_dir)
+
+
+def _plot_groups(results: list[dict], out_dir: Path) -> dict[str, list[str]]:
+    """Each group's figures under ``out_dir/figures``, as paths relative to ``out_dir``."""
+    from .plots import plot_group
+
+    return {_slug(res): [str(p.relative_to(out_dir)) for p in plot_group(res, out_dir / "figures", _slug(res))]
+            for res in results}
 
 
 def _slug(res: dict) -> str:
