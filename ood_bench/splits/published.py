@@ -28,32 +28,19 @@ def published_dir(data_dir: Path, explicit: str | Path | None = None) -> Path:
     return Path(explicit) if explicit else Path(data_dir) / "omee2024-folds"
 
 
-def import_published(ds, method: str, folder: Path) -> SplitSet:
-    path = folder / f"{ds.name}_{method}.json.gz"
-    if not path.exists():
-        raise DataMissingError(f"published folds {path} not found; pass --published-dir or set --data-dir")
-    raw = read_json(path)
-    try:
-        meta = raw.get("metadata", {})
-        folds_raw = raw["folds"]
-        names = sorted(folds_raw, key=lambda s: int(s.rsplit("_", 1)[-1]))
-    except (KeyError, TypeError, AttributeError, ValueError):
-        raise CorruptFileError(f"{path}: not the expected {{metadata, folds: {{fold_k: ...}}}} layout") from None
-    folds = {}
-    duplicates = {}
-    known = set(ds.ids)
-    for name in names:
-        f = folds_raw[name]
-        k = name.rsplit("_", 1)[-1]
-        test = list(f["test"])
-        if len(set(test)) != len(test):
-            duplicates[k] = len(test) - len(set(test))
-        for s in ("train", "val", "test"):
-            unknown = [i for i in f[s] if i not in known]
-            if unknown:
-                raise CorruptFileError(f"{path}: {name} {s} has {len(unknown)} ids not in {ds.name} "
-                                       f"(e.g. {unknown[0]!r})")
-        folds[k] = Fold(k, list(f["train"]), list(f["val"]), {"test": test})
+def _published_fold(path: Path, dataset: str, name: str, raw: dict, known: set) -> Fold:
+    """One published fold as it is (order and repeats kept), refused if it names an unknown id."""
+    for s in ("train", "val", "test"):
+        unknown = [i for i in raw[s] if i not in known]
+        if unknown:
+            raise CorruptFileError(f"{path}: {name} {s} has {len(unknown)} ids not in {dataset} "
+                                   f"(e.g. {unknown[0]!r})")
+    k = name.rsplit("_", 1)[-1]
+    return Fold(k, list(raw["train"]), list(raw["val"]), {"test": list(raw["test"])})
+
+
+def _import_notes(method: str, meta: dict, duplicates: dict[str, int]) -> list[str]:
+    """What a reader must know about the published folds (reconstructed trains, repeats, known bugs)."""
     notes = [
         "imported verbatim: ids, order and repeats exactly as published (no regeneration)",
         "use these to compare with published numbers; the bare method names are our corrected regeneration",
@@ -65,6 +52,30 @@ def import_published(ds, method: str, folder: Path) -> SplitSet:
     if method.startswith("SparseY"):
         notes.append("published SparseY bug: target KDE evaluated on a 100-point grid and the grid indices "
                      "used as sample rows, so the anchors are rows 0-99, not low-density targets")
+    return notes
+
+
+def import_published(ds, method: str, folder: Path) -> SplitSet:
+    path = folder / f"{ds.name}_{method}.json.gz"
+    if not path.exists():
+        raise DataMissingError(f"published folds {path} not found; pass --published-dir or set --data-dir")
+    raw = read_json(path)
+    try:
+        meta = raw.get("metadata", {})
+        folds_raw = raw["folds"]
+        names = sorted(folds_raw, key=lambda s: int(s.rsplit("_", 1)[-1]))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise CorruptFileError(f"{path}: not the expected {{metadata, folds: {{fold_k: ...}}}} layout") from None
+    known = set(ds.ids)
+    folds = {}
+    duplicates = {}
+    for name in names:
+        fold = _published_fold(path, ds.name, name, folds_raw[name], known)
+        folds[fold.name] = fold
+        repeats = len(fold.tests["test"]) - len(set(fold.tests["test"]))
+        if repeats:
+            duplicates[fold.name] = repeats
+    notes = _import_notes(method, meta, duplicates)
     gen = generator_block("import-published", {"method": method, "prefix": PREFIX}, notes)
     provenance = {
         "source": SOURCE,
