@@ -38,24 +38,10 @@ def leaderboard(results_dir: str | None, out_md: str | None, figures_dir: str | 
       oodbench leaderboard --results-dir results --out /tmp/LEADERBOARD.md --no-figures
       oodbench leaderboard --results-dir results/studies/standin-dielectric --folds 0
     """
-    from pathlib import Path
-
-    from ..errors import DataMissingError
     from ..leaderboard import build_leaderboard
     from ..splits import parse_fold_spec
 
-    ctx = click.get_current_context()
-    source = ctx.get_parameter_source("results_dir")
-    if results_dir and source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
-        given = "--results-dir" if source == click.core.ParameterSource.COMMANDLINE else "OODBENCH_RESULTS_DIR"
-        root = Path(results_dir)
-        if not root.is_dir():
-            what = "is a file, not a folder" if root.exists() else "no such folder"
-            raise DataMissingError(f"{given} {results_dir}: {what}")
-        if not (root / "runs").is_dir():
-            raise DataMissingError(f"{given} {results_dir}: no runs/ folder inside, so no result records (a typo? "
-                                   "records live in <results-dir>/runs/)")
-
+    _require_given_results_dir(results_dir)
     folds = parse_fold_spec(folds_spec)
 
     def warn(problem) -> None:
@@ -65,6 +51,33 @@ def leaderboard(results_dir: str | None, out_md: str | None, figures_dir: str | 
 
     out = build_leaderboard(results_dir, out_md, figures_dir, splits_dir=splits_dir, baselines_dir=baselines_dir,
                             figures=not no_figures, on_skip=warn, folds=folds)
+    _print_outputs(out)
+
+
+def _require_given_results_dir(results_dir: str | None) -> None:
+    """A results folder the user named (option or env) must exist and hold runs/: a typo is not an empty board."""
+    from pathlib import Path
+
+    from ..errors import DataMissingError
+
+    source = click.get_current_context().get_parameter_source("results_dir")
+    if not results_dir or source not in (click.core.ParameterSource.COMMANDLINE,
+                                         click.core.ParameterSource.ENVIRONMENT):
+        return
+    given = "--results-dir" if source == click.core.ParameterSource.COMMANDLINE else "OODBENCH_RESULTS_DIR"
+    root = Path(results_dir)
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "no such folder"
+        raise DataMissingError(f"{given} {results_dir}: {what}")
+    if not (root / "runs").is_dir():
+        raise DataMissingError(f"{given} {results_dir}: no runs/ folder inside, so no result records (a typo? "
+                               "records live in <results-dir>/runs/)")
+
+
+def _print_outputs(out: dict) -> None:
+    """Where the markdown and figures went, relative to the working directory when inside it."""
+    from pathlib import Path
+
     cwd = Path.cwd()
 
     def show(p: Path) -> str:
