@@ -175,12 +175,11 @@ class BoomAssignment:
     info: dict
 
 
-def _selection_info(values: np.ndarray, log_density: np.ndarray, is_ood: np.ndarray, n_ood: int,
-                    params: BoomParams) -> dict:
+def _selection_info(values: np.ndarray, log_density: np.ndarray, density: np.ndarray, is_ood: np.ndarray,
+                    n_ood: int, params: BoomParams) -> dict:
     """How the OOD set was chosen, with the facts that make the choice checkable (ties, underflow)."""
     import sklearn
 
-    density = np.exp(log_density)
     boundary = density[is_ood].max()
     tied = density == boundary
     distinct = np.unique(log_density)
@@ -236,7 +235,7 @@ def boom_assign(values: np.ndarray, params: BoomParams = BoomParams(),
     val = np.sort(rng.choice(train_all, size=n_val, replace=False)) if n_val else np.zeros(0, dtype=int)
     train = np.setdiff1d(train_all, val)
 
-    info = _selection_info(values, log_density, is_ood, n_ood, params)
+    info = _selection_info(values, log_density, density, is_ood, n_ood, params)
     return BoomAssignment(ood, np.nonzero(is_id)[0], train, val, info)
 
 
